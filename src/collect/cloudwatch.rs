@@ -1,0 +1,1 @@
+//! CloudWatch source (being written).

@@ -1,0 +1,41 @@
+//! Metric sources: where each monitored instance's samples come from.
+//! Mock instances get generated values; real ones are read from CloudWatch.
+
+pub mod cloudwatch;
+pub mod mock;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::model::NewMetric;
+
+/// An instance due for collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectTarget {
+    /// Internal id.
+    pub id: Uuid,
+    /// User-facing id (`i-...` for EC2).
+    pub instance_id: String,
+    pub region: String,
+    pub is_mock: bool,
+    /// Timestamp of the newest sample already stored from this source; anything
+    /// at or before it is not stored again.
+    pub last_collected_at: Option<DateTime<Utc>>,
+}
+
+/// What collecting one instance produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Collected {
+    pub instance: Uuid,
+    /// New samples, oldest first, or why none could be read.
+    pub result: Result<Vec<NewMetric>, String>,
+}
+
+/// A source of metrics for a batch of instances.
+#[async_trait]
+pub trait MetricSource: Send + Sync {
+    /// Reads the samples of `targets` that are newer than their high-water marks.
+    /// One instance's failure is reported in its own `Collected`, never for the batch.
+    async fn collect(&self, targets: &[CollectTarget], now: DateTime<Utc>) -> Vec<Collected>;
+}

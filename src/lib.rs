@@ -1,0 +1,1 @@
+pub mod collect; pub mod model; pub mod scaling;

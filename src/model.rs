@@ -1,0 +1,118 @@
+//! Domain types shared by the store, the engine, the collectors and the HTTP layer.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A registered account.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub password_hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A watched instance, real (CloudWatch) or mock.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// Internal key.
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// The user-facing id (`i-0abc...` or `mock-test-1`), unique across all users.
+    pub instance_id: String,
+    pub instance_type: String,
+    pub region: String,
+    pub is_mock: bool,
+    pub is_monitoring: bool,
+    pub scale_level: i32,
+    pub last_action_at: Option<DateTime<Utc>>,
+    pub last_collected_at: Option<DateTime<Utc>>,
+    pub last_collection_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Why a stored metric was set aside from later IQR baselines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutlierType {
+    ScaleUp,
+    ScaleDown,
+}
+
+impl OutlierType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutlierType::ScaleUp => "scale_up",
+            OutlierType::ScaleDown => "scale_down",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "scale_up" => Some(OutlierType::ScaleUp),
+            "scale_down" => Some(OutlierType::ScaleDown),
+            _ => None,
+        }
+    }
+}
+
+/// Where a metric came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricSource {
+    Mock,
+    CloudWatch,
+    Simulated,
+}
+
+impl MetricSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricSource::Mock => "mock",
+            MetricSource::CloudWatch => "cloudwatch",
+            MetricSource::Simulated => "simulated",
+        }
+    }
+}
+
+/// A metric sample to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMetric {
+    /// Internal id of the instance.
+    pub instance: Uuid,
+    pub timestamp: DateTime<Utc>,
+    pub cpu_utilization: f64,
+    /// `None` where the value is unknown (no CloudWatch agent): never read as 0.
+    pub memory_usage: Option<f64>,
+    pub network_in: Option<i64>,
+    pub network_out: Option<i64>,
+    pub source: MetricSource,
+}
+
+/// A stored metric sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    pub id: Uuid,
+    pub instance: Uuid,
+    pub timestamp: DateTime<Utc>,
+    pub cpu_utilization: f64,
+    pub memory_usage: Option<f64>,
+    pub network_in: Option<i64>,
+    pub network_out: Option<i64>,
+    pub is_outlier: bool,
+    pub outlier_type: Option<OutlierType>,
+}
+
+/// A stored scaling decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionRecord {
+    pub id: Uuid,
+    pub instance: Uuid,
+    pub timestamp: DateTime<Utc>,
+    pub cpu_utilization: Option<f64>,
+    pub memory_usage: Option<f64>,
+    pub network_in: Option<i64>,
+    pub network_out: Option<i64>,
+    pub decision: String,
+    pub reason: String,
+}
