@@ -1,1 +1,18 @@
-pub mod collect; pub mod model; pub mod scaling;
+//! Autoscaler: watches cloud instances, stores their metrics and decides every
+//! 15 seconds whether each one needs more or less capacity.
+//!
+//! The module list is the map of the system. `http` and `jobs` sit on top; they use
+//! the pure `scaling` engine, the `collect` sources and the `store`; nothing points
+//! back at `http`.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod collect;
+pub mod config;
+pub mod http;
+pub mod jobs;
+pub mod model;
+pub mod scaling;
+pub mod store;
+pub mod telemetry;

@@ -1,12 +1,29 @@
 //! The scaling decision engine: a pure function of an instance's state, the policy,
 //! the metrics of its window and the current time. No I/O and no clock reads, so
 //! every rule can be tested with plain values.
+//!
+//! Rules, in the order they are applied:
+//!
+//! 1. only samples with a timestamp in `(now − window, now]` count;
+//! 2. cooldown: no action within `policy.cooldown` of the last applied one;
+//! 3. at least [`MIN_SAMPLES`] samples are needed;
+//! 4. sustained low load (CPU < 10% and memory < 20%) in ≥ 80% of the window scales down;
+//! 5. sustained high load (CPU > 90% or memory > 90%) in ≥ 80% of the window scales up;
+//! 6. otherwise the newest sample is tested against the IQR bounds of the window and
+//!    its weighted votes decide (see `iqr.rs`);
+//! 7. an action beyond levels `1..=max_level` becomes `no_action`.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use std::fmt::{self, Write as _};
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::model::OutlierType;
+
+mod iqr;
+#[cfg(test)]
+mod tests;
 
 /// Tunables of the engine.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,11 +58,16 @@ pub struct InstanceState {
 /// One metric sample as the engine sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
+    /// Id of the stored metric, so an IQR outlier can be flagged.
     pub id: Uuid,
     pub timestamp: DateTime<Utc>,
+    /// CPU utilisation in percent.
     pub cpu: f64,
+    /// Memory usage in percent; `None` when unknown (no CloudWatch agent), never 0.
     pub memory: Option<f64>,
+    /// Bytes received in the sample's period.
     pub network_in: Option<f64>,
+    /// Bytes sent in the sample's period.
     pub network_out: Option<f64>,
     /// Already flagged as an outlier by an earlier decision.
     pub is_outlier: bool,
@@ -61,6 +83,7 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// The stored and API spelling (`scale_up`, `scale_down`, `no_action`).
     pub fn as_str(self) -> &'static str {
         match self {
             Decision::ScaleUp => "scale_up",
@@ -69,6 +92,7 @@ impl Decision {
         }
     }
 
+    /// The inverse of [`Decision::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "scale_up" => Some(Decision::ScaleUp),
@@ -105,6 +129,16 @@ pub fn capacity_for_level(level: i32) -> f64 {
     100.0 * 1.5_f64.powi(level - 1)
 }
 
+/// Fewest samples in the window for the engine to decide anything.
+pub const MIN_SAMPLES: usize = 3;
+
+/// A sample counts towards sustained low load below this CPU (percent)...
+pub const SCALE_DOWN_CPU_BELOW: f64 = 10.0;
+/// ...and below this memory, when memory is known (percent).
+pub const SCALE_DOWN_MEMORY_BELOW: f64 = 20.0;
+/// A sample counts towards sustained high load above this CPU or memory (percent).
+pub const SCALE_UP_ABOVE: f64 = 90.0;
+
 /// Decides whether `state` needs more or less capacity given the samples in `window`
 /// (any order; those outside (now − policy.window, now] are ignored).
 pub fn decide_scaling(
@@ -113,6 +147,288 @@ pub fn decide_scaling(
     window: &[Sample],
     now: DateTime<Utc>,
 ) -> Evaluation {
-    let _ = (state, policy, window, now);
-    unimplemented!("engine being written")
+    let win = Window::new(window, policy.window, now);
+    let tally = Tally::of(&win);
+    let latest = tally.newest;
+    let no_action = |reason: String| Evaluation {
+        decision: Decision::NoAction,
+        reason,
+        new_level: state.level,
+        votes: Votes::default(),
+        outlier: None,
+        latest,
+    };
+
+    if let Some(at) = state.last_action_at
+        && now.signed_duration_since(at) < policy.cooldown
+    {
+        let allowed_after = at
+            .checked_add_signed(policy.cooldown)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        return no_action(format!(
+            "Cooldown: last scaling action at {}, next evaluation allowed after {}",
+            at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            allowed_after.to_rfc3339_opts(SecondsFormat::Secs, true),
+        ));
+    }
+
+    let span = Span(policy.window);
+    let newest = match tally.newest {
+        None => return no_action(format!("No metrics in the last {span}")),
+        Some(_) if tally.total < MIN_SAMPLES => {
+            let noun = if tally.total == 1 {
+                "sample"
+            } else {
+                "samples"
+            };
+            return no_action(format!(
+                "Insufficient data: {} {noun} in the last {span} (need at least {MIN_SAMPLES})",
+                tally.total
+            ));
+        }
+        Some(newest) => newest,
+    };
+
+    let verdict = tally
+        .sustained_down(&newest, span)
+        .or_else(|| tally.sustained_up(&newest, span))
+        .unwrap_or_else(|| iqr::evaluate(&win, &newest));
+    apply_level_bounds(state, policy, verdict, latest)
+}
+
+/// A decision before the level bounds are applied.
+struct Verdict {
+    decision: Decision,
+    reason: String,
+    votes: Votes,
+    outlier: Option<(Uuid, OutlierType)>,
+}
+
+impl Verdict {
+    /// A sustained-load decision: no IQR votes, no outlier to flag.
+    fn sustained(decision: Decision, reason: String) -> Self {
+        Verdict {
+            decision,
+            reason,
+            votes: Votes::default(),
+            outlier: None,
+        }
+    }
+}
+
+/// Turns an action the level range cannot take into `no_action`, keeping the votes and
+/// the outlier: the sample is still statistically unusual even if nothing can be done.
+fn apply_level_bounds(
+    state: &InstanceState,
+    policy: &Policy,
+    verdict: Verdict,
+    latest: Option<Sample>,
+) -> Evaluation {
+    let Verdict {
+        decision,
+        reason,
+        votes,
+        outlier,
+    } = verdict;
+    // `>=` / `<=` rather than `==` so an out-of-range level never moves further out
+    // (and `level ± 1` can never overflow).
+    let (decision, reason, new_level) = match decision {
+        Decision::ScaleUp if state.level >= policy.max_level => (
+            Decision::NoAction,
+            format!(
+                "Scale up suppressed: already at maximum scale level {} ({reason})",
+                policy.max_level
+            ),
+            state.level,
+        ),
+        Decision::ScaleDown if state.level <= 1 => (
+            Decision::NoAction,
+            format!("Scale down suppressed: already at minimum scale level 1 ({reason})"),
+            state.level,
+        ),
+        Decision::ScaleUp => (decision, reason, state.level + 1),
+        Decision::ScaleDown => (decision, reason, state.level - 1),
+        Decision::NoAction => (decision, reason, state.level),
+    };
+    Evaluation {
+        decision,
+        reason,
+        new_level,
+        votes,
+        outlier,
+        latest,
+    }
+}
+
+/// The samples of `(now − length, now]`, filtered lazily so that nothing is copied.
+struct Window<'a> {
+    samples: &'a [Sample],
+    after: DateTime<Utc>,
+    until: DateTime<Utc>,
+}
+
+impl<'a> Window<'a> {
+    fn new(samples: &'a [Sample], length: TimeDelta, now: DateTime<Utc>) -> Self {
+        // Only reachable with absurd policies or clocks; saturate instead of panicking.
+        let after = now
+            .checked_sub_signed(length)
+            .unwrap_or(if length > TimeDelta::zero() {
+                DateTime::<Utc>::MIN_UTC
+            } else {
+                DateTime::<Utc>::MAX_UTC
+            });
+        Window {
+            samples,
+            after,
+            until: now,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &'a Sample> + '_ {
+        self.samples
+            .iter()
+            .filter(|s| s.timestamp > self.after && s.timestamp <= self.until)
+    }
+}
+
+/// Counts of one pass over the window for the sustained-load rules.
+struct Tally {
+    total: usize,
+    low: usize,
+    high_cpu: usize,
+    high_memory: usize,
+    high_any: usize,
+    newest: Option<Sample>,
+}
+
+impl Tally {
+    fn of(win: &Window<'_>) -> Self {
+        let mut t = Tally {
+            total: 0,
+            low: 0,
+            high_cpu: 0,
+            high_memory: 0,
+            high_any: 0,
+            newest: None,
+        };
+        for s in win.iter() {
+            t.total += 1;
+            // Unknown memory is skipped, not read as 0: instances without the
+            // CloudWatch agent report none and must still be able to scale down on CPU.
+            let memory_low = s.memory.is_none_or(|m| m < SCALE_DOWN_MEMORY_BELOW);
+            t.low += usize::from(s.cpu < SCALE_DOWN_CPU_BELOW && memory_low);
+            let cpu_high = s.cpu > SCALE_UP_ABOVE;
+            let memory_high = s.memory.is_some_and(|m| m > SCALE_UP_ABOVE);
+            t.high_cpu += usize::from(cpu_high);
+            t.high_memory += usize::from(memory_high);
+            t.high_any += usize::from(cpu_high || memory_high);
+            // Ties on the timestamp are broken by id so the input order never matters.
+            if t.newest
+                .is_none_or(|n| (s.timestamp, s.id) > (n.timestamp, n.id))
+            {
+                t.newest = Some(*s);
+            }
+        }
+        t
+    }
+
+    /// Whether `count` of the window's samples reach the 80% share, exactly: integer
+    /// arithmetic so that 4 of 5 triggers however floats would round 0.8.
+    fn sustained(&self, count: usize) -> bool {
+        self.total >= MIN_SAMPLES && count.saturating_mul(5) >= self.total.saturating_mul(4)
+    }
+
+    fn percent(&self, count: usize) -> f64 {
+        count as f64 * 100.0 / self.total as f64
+    }
+
+    fn sustained_down(&self, newest: &Sample, span: Span) -> Option<Verdict> {
+        self.sustained(self.low).then(|| {
+            Verdict::sustained(
+                Decision::ScaleDown,
+                format!(
+                    "Sustained scale down: CPU < 10% and memory < 20% for {:.1}% of last {span} \
+                     (Current CPU: {:.2}%, memory: {})",
+                    self.percent(self.low),
+                    newest.cpu,
+                    MaybePercent(newest.memory),
+                ),
+            )
+        })
+    }
+
+    /// The trigger is the share of samples hot on CPU *or* memory, and that share is the
+    /// percentage shown. The wording names CPU when CPU alone reaches 80% (also when
+    /// memory does too), memory when only memory alone does, and both when neither
+    /// would have triggered on its own, so the text never credits a metric that did
+    /// not get there by itself.
+    fn sustained_up(&self, newest: &Sample, span: Span) -> Option<Verdict> {
+        if !self.sustained(self.high_any) {
+            return None;
+        }
+        let percent = self.percent(self.high_any);
+        let reason = if self.sustained(self.high_cpu) {
+            format!(
+                "Sustained scale up: CPU > 90% for {percent:.1}% of last {span} (Current: {:.2}%)",
+                newest.cpu
+            )
+        } else if self.sustained(self.high_memory) {
+            format!(
+                "Sustained scale up: memory > 90% for {percent:.1}% of last {span} (Current: {})",
+                MaybePercent(newest.memory)
+            )
+        } else {
+            format!(
+                "Sustained scale up: CPU or memory > 90% for {percent:.1}% of last {span} \
+                 (Current CPU: {:.2}%, memory: {})",
+                newest.cpu,
+                MaybePercent(newest.memory)
+            )
+        };
+        Some(Verdict::sustained(Decision::ScaleUp, reason))
+    }
+}
+
+/// A window length for reasons: "5 minutes", "90 seconds".
+#[derive(Clone, Copy)]
+struct Span(TimeDelta);
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = |n: i64| if n == 1 { "" } else { "s" };
+        let ms = self.0.num_milliseconds();
+        if ms != 0 && ms % 60_000 == 0 {
+            let m = ms / 60_000;
+            write!(f, "{m} minute{}", plural(m))
+        } else if ms % 1000 == 0 {
+            let s = ms / 1000;
+            write!(f, "{s} second{}", plural(s))
+        } else {
+            write!(f, "{ms} milliseconds")
+        }
+    }
+}
+
+/// A percentage with two decimals, or `n/a` when the value is unknown.
+struct MaybePercent(Option<f64>);
+
+impl fmt::Display for MaybePercent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, "{v:.2}%"),
+            None => f.write_str("n/a"),
+        }
+    }
+}
+
+/// Appends `"; "` between the items of a list written piece by piece.
+fn separate(out: &mut String, first: &mut bool) {
+    if !std::mem::take(first) {
+        out.push_str("; ");
+    }
+}
+
+/// Writes into a `String`, which cannot fail.
+fn push_fmt(out: &mut String, args: fmt::Arguments<'_>) {
+    let _ = out.write_fmt(args);
 }

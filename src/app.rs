@@ -1,0 +1,288 @@
+//! Wiring: settings → store → state → router and jobs → a listening server.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rand::RngExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::JwtKeys;
+use crate::collect::cloudwatch::CloudWatchSource;
+use crate::collect::mock::MockSource;
+use crate::config::Settings;
+use crate::http::{self, AppState, LoginLimiter};
+use crate::jobs::Jobs;
+use crate::store::{self, PoolSettings, Store};
+
+/// How long start-up keeps retrying an unreachable database before giving up.
+const DB_STARTUP_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A built application: listener bound, database migrated, ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    settings: Arc<Settings>,
+}
+
+impl Application {
+    /// Connects to the database (retrying with backoff while it is unreachable),
+    /// applies migrations, loads the JWT secret and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        let store = connect_with_retry(&settings).await?;
+        let secret = jwt_secret(&settings)?;
+        let listener = TcpListener::bind((settings.host, settings.port))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}:{} (check HOST and PORT)",
+                    settings.host, settings.port
+                )
+            })?;
+        let state = AppState {
+            store,
+            keys: JwtKeys::new(secret.as_bytes()),
+            login_limiter: Arc::new(LoginLimiter::new(
+                settings.login_attempts_per_window,
+                http::limit_window(),
+            )),
+            settings: settings.clone(),
+        };
+        Ok(Application {
+            listener,
+            state,
+            settings,
+        })
+    }
+
+    /// The port actually bound (useful with PORT=0).
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.state.store.clone()
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests and ticks
+    /// finish before returning.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let cancel = CancellationToken::new();
+        let jobs = if self.settings.run_jobs {
+            let cloud = CloudWatchSource::from_env().await;
+            Jobs {
+                store: self.state.store.clone(),
+                mock: Arc::new(MockSource),
+                cloud: Arc::new(cloud),
+                policy: self.settings.policy.clone(),
+                metrics_interval: self.settings.metrics_interval,
+                scaling_interval: self.settings.scaling_interval,
+                metrics_retention_days: self.settings.metrics_retention_days,
+                decisions_retention_days: self.settings.decisions_retention_days,
+            }
+            .spawn(cancel.clone())
+        } else {
+            Vec::new()
+        };
+        tracing::info!(address = %self.listener.local_addr()?, "listening");
+        let app =
+            http::router(self.state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        cancel.cancel();
+        for job in jobs {
+            let _ = job.await;
+        }
+        tracing::info!("shut down cleanly");
+        Ok(())
+    }
+}
+
+async fn connect_with_retry(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    let pool = PoolSettings {
+        max_connections: settings.db_max_connections,
+        acquire_timeout: settings.db_acquire_timeout,
+    };
+    let which = if settings.on_postgres() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let shown = redact(&settings.database_url);
+    if settings.database_defaulted {
+        tracing::info!("DATABASE_URL not set: using the embedded SQLite database {shown}");
+    } else {
+        tracing::info!("using {which} database {shown}");
+    }
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match store::connect(&settings.database_url, &pool).await {
+            Ok(store) => return Ok(store),
+            Err(e) if started.elapsed() + delay < DB_STARTUP_DEADLINE && is_transient(&e) => {
+                tracing::warn!("database {shown} not reachable yet ({e:#}); retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot open the database at DATABASE_URL={shown}"));
+            }
+        }
+    }
+}
+
+/// Connection problems are worth retrying; a migration or configuration error is not.
+fn is_transient(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_))
+        ) || cause
+            .downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+            .and_then(|db| db.code())
+            // 57P03: the server is starting up.
+            .is_some_and(|code| code == "57P03")
+    })
+}
+
+/// The URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The JWT secret: from `JWT_SECRET_KEY`, or on SQLite a random one kept in a file
+/// beside the database so tokens survive restarts.
+fn jwt_secret(settings: &Settings) -> anyhow::Result<String> {
+    if let Some(secret) = &settings.jwt_secret {
+        return Ok(secret.clone());
+    }
+    let Some(path) = secret_file(&settings.database_url) else {
+        tracing::warn!(
+            "JWT_SECRET_KEY not set: using a random secret for this in-memory database; tokens end with the process"
+        );
+        return Ok(random_secret());
+    };
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_owned();
+        if existing.len() >= 32 {
+            tracing::warn!(
+                "JWT_SECRET_KEY not set: using the generated secret in {}",
+                path.display()
+            );
+            return Ok(existing);
+        }
+    }
+    let secret = random_secret();
+    write_private(&path, &secret).with_context(|| {
+        format!(
+            "JWT_SECRET_KEY not set and {} cannot be written",
+            path.display()
+        )
+    })?;
+    tracing::warn!(
+        "JWT_SECRET_KEY not set: generated a random secret and saved it to {}",
+        path.display()
+    );
+    Ok(secret)
+}
+
+fn random_secret() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+/// `<database file>.jwt-secret` for a file-backed SQLite URL.
+fn secret_file(database_url: &str) -> Option<PathBuf> {
+    let rest = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || rest.contains("mode=memory") {
+        return None;
+    }
+    Some(PathBuf::from(format!("{path}.jwt-secret")))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received: finishing in-flight work");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_live_beside_file_databases_only() {
+        assert_eq!(
+            secret_file("sqlite://autoscaler.db"),
+            Some(PathBuf::from("autoscaler.db.jwt-secret"))
+        );
+        assert_eq!(
+            secret_file("sqlite:/tmp/a.db?mode=rwc"),
+            Some(PathBuf::from("/tmp/a.db.jwt-secret"))
+        );
+        assert_eq!(secret_file("sqlite::memory:"), None);
+    }
+
+    #[test]
+    fn passwords_are_kept_out_of_logs() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+    }
+}

@@ -1,0 +1,58 @@
+//! The OpenAPI document, generated from the handlers, served at `/api/openapi.json`
+//! and browsed with Swagger UI at `/api/docs`.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{auth, error, health, instances, metrics};
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Cloud Resource Autoscaler API",
+        version = "1.0",
+        description = "Watches cloud instances, stores their metrics and decides every 15 seconds whether each needs more or less capacity. Log in, click Authorize and paste the token (without \"Bearer\")."
+    ),
+    paths(
+        health::health,
+        auth::register,
+        auth::login,
+        auth::me,
+        instances::register_instance,
+        instances::list_instances,
+        instances::start_monitoring,
+        instances::stop_monitoring,
+        metrics::list_metrics,
+        metrics::list_decisions,
+        metrics::simulate,
+    ),
+    components(schemas(error::ErrorBody, metrics::SimulateInstantResponse, metrics::SimulateProlongedResponse)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "health", description = "Is the service up"),
+        (name = "auth", description = "Accounts and tokens"),
+        (name = "instances", description = "Instances and their monitoring"),
+        (name = "metrics", description = "Metrics, scaling decisions and load simulation"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds the `bearer` scheme the secured operations refer to, so Swagger UI's
+/// Authorize button takes a token.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}

@@ -1,0 +1,399 @@
+//! Registering instances, listing them, and switching their monitoring on and off.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{MethodRouter, get, patch};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::error::{ErrorBody, OnConflict};
+use super::extract::{ApiJson, AuthUser};
+use super::{ApiError, AppState};
+use crate::model::{Instance, User};
+use crate::scaling::capacity_for_level;
+use crate::store::NewInstance;
+
+pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        (
+            "/api/instances/",
+            get(list_instances).post(register_instance),
+        ),
+        (
+            "/api/instances/{instance_id}/monitor/start",
+            patch(start_monitoring),
+        ),
+        (
+            "/api/instances/{instance_id}/monitor/stop",
+            patch(stop_monitoring),
+        ),
+    ]
+}
+
+/// An instance as the API shows it. Capacities follow from the scale level.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceView {
+    pub id: Uuid,
+    #[schema(example = "i-1234567890abcdef0")]
+    pub instance_id: String,
+    #[schema(example = "t2.micro")]
+    pub instance_type: String,
+    #[schema(example = "us-east-1")]
+    pub region: String,
+    pub is_monitoring: bool,
+    pub is_mock: bool,
+    #[schema(example = 100.0)]
+    pub cpu_capacity: f64,
+    #[schema(example = 100.0)]
+    pub memory_capacity: f64,
+    #[schema(example = 100.0)]
+    pub network_capacity: f64,
+    #[schema(example = 1)]
+    pub current_scale_level: i32,
+    #[serde(with = "super::time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+    /// Timestamp of the newest collected sample.
+    #[serde(with = "super::time::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_collected_at: Option<DateTime<Utc>>,
+    /// Why the last collection failed (e.g. no AWS credentials); null when it worked.
+    pub last_collection_error: Option<String>,
+}
+
+impl From<Instance> for InstanceView {
+    fn from(i: Instance) -> Self {
+        let capacity = capacity_for_level(i.scale_level);
+        InstanceView {
+            id: i.id,
+            instance_id: i.instance_id,
+            instance_type: i.instance_type,
+            region: i.region,
+            is_monitoring: i.is_monitoring,
+            is_mock: i.is_mock,
+            cpu_capacity: capacity,
+            memory_capacity: capacity,
+            network_capacity: capacity,
+            current_scale_level: i.scale_level,
+            created_at: i.created_at,
+            last_collected_at: i.last_collected_at,
+            last_collection_error: i.last_collection_error,
+        }
+    }
+}
+
+/// An instance to register: a real EC2 instance, or a mock one.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterInstanceRequest {
+    #[schema(example = "mock-test-1")]
+    pub instance_id: Option<String>,
+    #[schema(example = "t2.micro")]
+    pub instance_type: Option<String>,
+    #[schema(example = "mock")]
+    pub region: Option<String>,
+    /// Mock instances get generated metrics; real ones are read from CloudWatch.
+    #[serde(default)]
+    #[schema(example = true)]
+    pub is_mock: Option<bool>,
+}
+
+/// An EC2 id: `i-` and 8 or 17 lower-case hex digits.
+fn is_ec2_id(s: &str) -> bool {
+    s.strip_prefix("i-").is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17)
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// An AWS region name such as `us-east-1`, `ap-southeast-2` or `us-gov-west-1`.
+fn is_aws_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts.len() <= 4
+        && parts[0].len() == 2
+        && parts.iter().all(|p| !p.is_empty())
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && parts[parts.len() - 1].len() <= 2
+}
+
+/// Ids appear in URL paths: keep them to characters that need no escaping.
+fn is_path_safe(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+impl RegisterInstanceRequest {
+    /// Validates the request into the instance to store for `user`.
+    pub fn validate(self, user: Uuid) -> Result<NewInstance, ApiError> {
+        let required =
+            || ApiError::bad_request("instance_id, instance_type, and region are required");
+        let field = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        let instance_id = field(self.instance_id).ok_or_else(required)?;
+        let instance_type = field(self.instance_type).ok_or_else(required)?;
+        let region = field(self.region).ok_or_else(required)?;
+        let is_mock = self.is_mock.unwrap_or(false);
+        if instance_type.len() > 64 || region.len() > 64 {
+            return Err(ApiError::bad_request(
+                "instance_type and region must be at most 64 characters",
+            ));
+        }
+        if is_mock {
+            if !is_path_safe(&instance_id) {
+                return Err(ApiError::bad_request(
+                    "instance_id must be 1-128 characters of letters, digits, '-', '_' or '.'",
+                ));
+            }
+        } else {
+            if !is_ec2_id(&instance_id) {
+                return Err(ApiError::bad_request(
+                    "instance_id must be an EC2 instance id: 'i-' followed by 8 or 17 hex digits (use \"is_mock\": true for a mock instance)",
+                ));
+            }
+            if !is_aws_region(&region) {
+                return Err(ApiError::bad_request(
+                    "region must be an AWS region name such as us-east-1",
+                ));
+            }
+        }
+        Ok(NewInstance {
+            user_id: user,
+            instance_id,
+            instance_type,
+            region,
+            is_mock,
+        })
+    }
+}
+
+/// Answer to a registration.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegisterInstanceResponse {
+    #[schema(example = "Instance registered successfully")]
+    pub message: &'static str,
+    pub instance: InstanceView,
+}
+
+/// Register an AWS or mock instance.
+#[utoipa::path(post, path = "/api/instances/", tag = "instances", security(("bearer" = [])),
+    request_body(content = RegisterInstanceRequest, examples(
+        ("Mock" = (value = json!({"instance_id": "mock-instance-1", "instance_type": "t2.micro", "region": "mock", "is_mock": true}))),
+        ("AWS" = (value = json!({"instance_id": "i-1234567890abcdef0", "instance_type": "t2.micro", "region": "us-east-1", "is_mock": false}))),
+    )),
+    responses(
+        (status = 201, description = "Registered", body = RegisterInstanceResponse),
+        (status = 400, description = "Missing or invalid fields", body = ErrorBody,
+            example = json!({"error": "instance_id, instance_type, and region are required"})),
+        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 409, description = "The instance id is taken", body = ErrorBody,
+            example = json!({"error": "Instance already registered"})),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body sent as another media type", body = ErrorBody),
+    ))]
+pub async fn register_instance(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiJson(body): ApiJson<RegisterInstanceRequest>,
+) -> Result<(StatusCode, Json<RegisterInstanceResponse>), ApiError> {
+    let new = body.validate(user.id)?;
+    let instance = state
+        .store
+        .create_instance(&new)
+        .await
+        .on_conflict("Instance already registered")?;
+    tracing::info!(instance = %instance.instance_id, user = %user.id, "instance registered");
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisterInstanceResponse {
+            message: "Instance registered successfully",
+            instance: instance.into(),
+        }),
+    ))
+}
+
+/// The user's instances.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstancesResponse {
+    pub instances: Vec<InstanceView>,
+}
+
+/// List the current user's instances.
+#[utoipa::path(get, path = "/api/instances/", tag = "instances", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user's instances, oldest first", body = InstancesResponse),
+        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+    ))]
+pub async fn list_instances(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Json<InstancesResponse>, ApiError> {
+    let instances = state.store.instances_of(user.id).await?;
+    Ok(Json(InstancesResponse {
+        instances: instances.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Looks up an instance by its user-facing id: 404 when there is none, 403 when it
+/// belongs to someone else.
+pub(super) async fn owned_instance(
+    state: &AppState,
+    user: &User,
+    instance_id: &str,
+) -> Result<Instance, ApiError> {
+    let instance = state
+        .store
+        .instance_by_instance_id(instance_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("Instance not found".into()))?;
+    if instance.user_id != user.id {
+        return Err(ApiError::Forbidden(
+            "Unauthorized: You don't own this instance".into(),
+        ));
+    }
+    Ok(instance)
+}
+
+/// A confirmation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageResponse {
+    #[schema(example = "Monitoring started successfully")]
+    pub message: &'static str,
+}
+
+/// Start monitoring: metrics are collected every 30 s and scaling decided every 15 s.
+#[utoipa::path(patch, path = "/api/instances/{instance_id}/monitor/start", tag = "instances",
+    security(("bearer" = [])),
+    params(("instance_id" = String, Path, description = "The instance's id, e.g. mock-test-1")),
+    responses(
+        (status = 200, description = "Started", body = MessageResponse),
+        (status = 400, description = "Already monitored", body = ErrorBody,
+            example = json!({"error": "Monitoring is already active for this instance"})),
+        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 403, description = "Someone else's instance", body = ErrorBody,
+            example = json!({"error": "Unauthorized: You don't own this instance"})),
+        (status = 404, description = "No such instance", body = ErrorBody,
+            example = json!({"error": "Instance not found"})),
+    ))]
+pub async fn start_monitoring(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(instance_id): Path<String>,
+) -> Result<Json<MessageResponse>, ApiError> {
+    let instance = owned_instance(&state, &user, &instance_id).await?;
+    if !state.store.set_monitoring(instance.id, true).await? {
+        return Err(ApiError::bad_request(
+            "Monitoring is already active for this instance",
+        ));
+    }
+    tracing::info!(instance = %instance.instance_id, "monitoring started");
+    Ok(Json(MessageResponse {
+        message: "Monitoring started successfully",
+    }))
+}
+
+/// Stop monitoring.
+#[utoipa::path(patch, path = "/api/instances/{instance_id}/monitor/stop", tag = "instances",
+    security(("bearer" = [])),
+    params(("instance_id" = String, Path, description = "The instance's id, e.g. mock-test-1")),
+    responses(
+        (status = 200, description = "Stopped", body = MessageResponse),
+        (status = 400, description = "Not monitored", body = ErrorBody,
+            example = json!({"error": "Monitoring is not active for this instance"})),
+        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 403, description = "Someone else's instance", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+    ))]
+pub async fn stop_monitoring(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(instance_id): Path<String>,
+) -> Result<Json<MessageResponse>, ApiError> {
+    let instance = owned_instance(&state, &user, &instance_id).await?;
+    if !state.store.set_monitoring(instance.id, false).await? {
+        return Err(ApiError::bad_request(
+            "Monitoring is not active for this instance",
+        ));
+    }
+    tracing::info!(instance = %instance.instance_id, "monitoring stopped");
+    Ok(Json(MessageResponse {
+        message: "Monitoring stopped successfully",
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(id: &str, region: &str, is_mock: bool) -> RegisterInstanceRequest {
+        RegisterInstanceRequest {
+            instance_id: Some(id.into()),
+            instance_type: Some("t2.micro".into()),
+            region: Some(region.into()),
+            is_mock: Some(is_mock),
+        }
+    }
+
+    #[test]
+    fn real_instances_need_an_ec2_id_and_an_aws_region() {
+        let user = Uuid::new_v4();
+        assert!(
+            req("i-1234567890abcdef0", "us-east-1", false)
+                .validate(user)
+                .is_ok()
+        );
+        assert!(
+            req("i-12345678", "us-gov-west-1", false)
+                .validate(user)
+                .is_ok()
+        );
+        for id in [
+            "mock-1",
+            "i-123",
+            "i-1234567890ABCDEF0",
+            "i-1234567890abcdef",
+            "i-1234567g",
+        ] {
+            let err = req(id, "us-east-1", false).validate(user).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("instance_id must be an EC2 instance id"),
+                "{id}"
+            );
+        }
+        for region in ["mock", "us-east", "US-EAST-1", "useast1", "us-east-1a"] {
+            let err = req("i-12345678", region, false).validate(user).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "region must be an AWS region name such as us-east-1",
+                "{region}"
+            );
+        }
+    }
+
+    #[test]
+    fn mock_instances_need_path_safe_ids_and_all_fields() {
+        let user = Uuid::new_v4();
+        let ok = req("mock-test-1", "mock", true).validate(user).unwrap();
+        assert_eq!((ok.instance_id.as_str(), ok.is_mock), ("mock-test-1", true));
+        assert!(req("a/b", "mock", true).validate(user).is_err());
+        let missing = RegisterInstanceRequest {
+            instance_id: Some("x".into()),
+            instance_type: None,
+            region: Some("mock".into()),
+            is_mock: Some(true),
+        };
+        assert_eq!(
+            missing.validate(user).unwrap_err().to_string(),
+            "instance_id, instance_type, and region are required"
+        );
+    }
+}

@@ -1,0 +1,571 @@
+//! Reading an instance's metrics and decisions, and simulating load.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::error::ErrorBody;
+use super::extract::{ApiJson, AuthUser};
+use super::instances::owned_instance;
+use super::{ApiError, AppState};
+use crate::model::{DecisionRecord, Metric, MetricSource, NewMetric, OutlierType};
+
+pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/api/metrics/simulate", post(simulate)),
+        ("/api/metrics/decisions/{instance_id}", get(list_decisions)),
+        ("/api/metrics/{instance_id}", get(list_metrics)),
+    ]
+}
+
+/// Most metrics one request returns; larger `limit`s are capped to it.
+pub const MAX_METRICS_LIMIT: i64 = 1000;
+/// Most decisions one request returns; larger `limit`s are capped to it.
+pub const MAX_DECISIONS_LIMIT: i64 = 1000;
+/// Most metrics one prolonged simulation creates.
+pub const MAX_SIMULATED_POINTS: i64 = 10_000;
+
+/// `?limit=N`: how many of the newest entries to return.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LimitQuery {
+    /// A positive integer; values above 1000 are capped to 1000.
+    #[param(value_type = Option<i64>, minimum = 1)]
+    pub limit: Option<String>,
+}
+
+/// Parses `limit`: absent means `default`, above `max` is capped.
+pub fn parse_limit(raw: Option<&str>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match raw.map(str::trim) {
+        None => Ok(default),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 1 => Ok(n.min(max)),
+            Ok(_) => Err(ApiError::bad_request("limit must be a positive integer")),
+            // Digits too many for an i64 are still a positive integer: cap them.
+            Err(_)
+                if !v.is_empty()
+                    && v.bytes().all(|b| b.is_ascii_digit())
+                    && v.bytes().any(|b| b != b'0') =>
+            {
+                Ok(max)
+            }
+            Err(_) => Err(ApiError::bad_request("limit must be a positive integer")),
+        },
+    }
+}
+
+fn limit_from(
+    query: Result<Query<LimitQuery>, QueryRejection>,
+    default: i64,
+    max: i64,
+) -> Result<i64, ApiError> {
+    let Query(query) =
+        query.map_err(|_| ApiError::bad_request("limit must be a positive integer"))?;
+    parse_limit(query.limit.as_deref(), default, max)
+}
+
+/// A stored metric sample.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetricView {
+    pub id: Uuid,
+    #[serde(with = "super::time")]
+    #[schema(value_type = String, format = DateTime, example = "2026-01-22T05:20:30.123456Z")]
+    pub timestamp: DateTime<Utc>,
+    #[schema(example = 45.2)]
+    pub cpu_utilization: f64,
+    /// Null where unknown (a real instance without the CloudWatch agent).
+    #[schema(example = 62.8)]
+    pub memory_usage: Option<f64>,
+    #[schema(example = 1024000)]
+    pub network_in: Option<i64>,
+    #[schema(example = 512000)]
+    pub network_out: Option<i64>,
+    pub is_outlier: bool,
+    pub outlier_type: Option<OutlierType>,
+}
+
+impl From<Metric> for MetricView {
+    fn from(m: Metric) -> Self {
+        MetricView {
+            id: m.id,
+            timestamp: m.timestamp,
+            cpu_utilization: m.cpu_utilization,
+            memory_usage: m.memory_usage,
+            network_in: m.network_in,
+            network_out: m.network_out,
+            is_outlier: m.is_outlier,
+            outlier_type: m.outlier_type,
+        }
+    }
+}
+
+/// An instance's newest metrics.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetricsResponse {
+    #[schema(example = "mock-test-1")]
+    pub instance_id: String,
+    pub metrics: Vec<MetricView>,
+}
+
+/// Get an instance's metrics, newest first.
+#[utoipa::path(get, path = "/api/metrics/{instance_id}", tag = "metrics", security(("bearer" = [])),
+    params(("instance_id" = String, Path, description = "The instance's id"), LimitQuery),
+    responses(
+        (status = 200, description = "Newest metrics first (default 100)", body = MetricsResponse),
+        (status = 400, description = "Bad limit", body = ErrorBody,
+            example = json!({"error": "limit must be a positive integer"})),
+        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 403, description = "Someone else's instance", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+    ))]
+pub async fn list_metrics(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(instance_id): Path<String>,
+    query: Result<Query<LimitQuery>, QueryRejection>,
+) -> Result<Json<MetricsResponse>, ApiError> {
+    let limit = limit_from(query, 100, MAX_METRICS_LIMIT)?;
+    let instance = owned_instance(&state, &user, &instance_id).await?;
+    let metrics = state.store.recent_metrics(instance.id, limit).await?;
+    Ok(Json(MetricsResponse {
+        instance_id: instance.instance_id,
+        metrics: metrics.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// A stored scaling decision, with the sample values it was made on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DecisionView {
+    pub id: Uuid,
+    #[serde(with = "super::time")]
+    #[schema(value_type = String, format = DateTime, example = "2026-01-22T05:21:00.123456Z")]
+    pub timestamp: DateTime<Utc>,
+    #[schema(example = 92.5)]
+    pub cpu_utilization: Option<f64>,
+    #[schema(example = 68.3)]
+    pub memory_usage: Option<f64>,
+    #[schema(example = 2048000)]
+    pub network_in: Option<i64>,
+    #[schema(example = 1024000)]
+    pub network_out: Option<i64>,
+    /// `scale_up`, `scale_down` or `no_action`.
+    #[schema(example = "scale_up")]
+    pub decision: String,
+    #[schema(
+        example = "Sustained scale up: CPU > 90% for 85.0% of last 5 minutes (Current: 92.50%)"
+    )]
+    pub reason: String,
+}
+
+impl From<DecisionRecord> for DecisionView {
+    fn from(d: DecisionRecord) -> Self {
+        DecisionView {
+            id: d.id,
+            timestamp: d.timestamp,
+            cpu_utilization: d.cpu_utilization,
+            memory_usage: d.memory_usage,
+            network_in: d.network_in,
+            network_out: d.network_out,
+            decision: d.decision,
+            reason: d.reason,
+        }
+    }
+}
+
+/// An instance's newest decisions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DecisionsResponse {
+    #[schema(example = "mock-test-1")]
+    pub instance_id: String,
+    pub decisions: Vec<DecisionView>,
+}
+
+/// Get an instance's scaling decisions, newest first. A decision is recorded for
+/// every action and whenever the outcome changes.
+#[utoipa::path(get, path = "/api/metrics/decisions/{instance_id}", tag = "metrics",
+    security(("bearer" = [])),
+    params(("instance_id" = String, Path, description = "The instance's id"), LimitQuery),
+    responses(
+        (status = 200, description = "Newest decisions first (default 50)", body = DecisionsResponse),
+        (status = 400, description = "Bad limit", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 403, description = "Someone else's instance", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+    ))]
+pub async fn list_decisions(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(instance_id): Path<String>,
+    query: Result<Query<LimitQuery>, QueryRejection>,
+) -> Result<Json<DecisionsResponse>, ApiError> {
+    let limit = limit_from(query, 50, MAX_DECISIONS_LIMIT)?;
+    let instance = owned_instance(&state, &user, &instance_id).await?;
+    let decisions = state.store.recent_decisions(instance.id, limit).await?;
+    Ok(Json(DecisionsResponse {
+        instance_id: instance.instance_id,
+        decisions: decisions.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Load to simulate: one sample now, or (with `duration_minutes`) a series ending now.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SimulateRequest {
+    #[schema(example = "mock-test-1")]
+    pub instance_id: Option<String>,
+    /// Percent, 0-100.
+    #[schema(example = 95.0)]
+    pub cpu_utilization: Option<f64>,
+    /// Percent, 0-100; omitted means unknown.
+    #[schema(example = 50.0)]
+    pub memory_usage: Option<f64>,
+    /// Bytes, 0 or more.
+    #[schema(example = 3072000)]
+    pub network_in: Option<f64>,
+    /// Bytes, 0 or more.
+    #[schema(example = 1536000)]
+    pub network_out: Option<f64>,
+    /// Minutes of history to create, 1-1440. Makes the simulation prolonged.
+    #[schema(example = 10)]
+    pub duration_minutes: Option<f64>,
+    /// Seconds between samples, at least 1 (default 30).
+    #[schema(example = 30)]
+    pub interval_seconds: Option<f64>,
+}
+
+/// A validated simulation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Simulation {
+    pub instance_id: String,
+    pub cpu: f64,
+    pub memory: Option<f64>,
+    pub network_in: Option<i64>,
+    pub network_out: Option<i64>,
+    /// `(duration_minutes, interval_seconds, points)` for a prolonged simulation.
+    pub series: Option<(i64, i64, i64)>,
+}
+
+fn percent(name: &str, v: Option<f64>) -> Result<Option<f64>, ApiError> {
+    match v {
+        Some(x) if !x.is_finite() || !(0.0..=100.0).contains(&x) => Err(ApiError::bad_request(
+            format!("{name} must be a number between 0 and 100"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn bytes(name: &str, v: Option<f64>) -> Result<Option<i64>, ApiError> {
+    match v {
+        Some(x) if !x.is_finite() || !(0.0..=9.0e15).contains(&x) => Err(ApiError::bad_request(
+            format!("{name} must be a number of bytes, 0 or more"),
+        )),
+        other => Ok(other.map(|x| x.round() as i64)),
+    }
+}
+
+fn whole(v: f64) -> Option<i64> {
+    (v.is_finite() && v.fract() == 0.0 && v.abs() < 1e12).then_some(v as i64)
+}
+
+impl SimulateRequest {
+    pub fn validate(self) -> Result<Simulation, ApiError> {
+        let instance_id = self
+            .instance_id
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty());
+        let (Some(instance_id), Some(_)) = (instance_id, self.cpu_utilization) else {
+            return Err(ApiError::bad_request(
+                "instance_id and cpu_utilization are required",
+            ));
+        };
+        let cpu = percent("cpu_utilization", self.cpu_utilization)?.unwrap_or_default();
+        let memory = percent("memory_usage", self.memory_usage)?;
+        let network_in = bytes("network_in", self.network_in)?;
+        let network_out = bytes("network_out", self.network_out)?;
+        let series = match (self.duration_minutes, self.interval_seconds) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "duration_minutes is required with interval_seconds",
+                ));
+            }
+            (Some(d), interval) => {
+                let duration = whole(d).filter(|d| (1..=1440).contains(d)).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "duration_minutes must be a whole number between 1 and 1440",
+                    )
+                })?;
+                let interval = whole(interval.unwrap_or(30.0))
+                    .filter(|i| *i >= 1)
+                    .ok_or_else(|| {
+                        ApiError::bad_request("interval_seconds must be a whole number, at least 1")
+                    })?;
+                let points = duration * 60 / interval;
+                if points < 1 {
+                    return Err(ApiError::bad_request(
+                        "interval_seconds must not exceed duration_minutes × 60",
+                    ));
+                }
+                if points > MAX_SIMULATED_POINTS {
+                    return Err(ApiError::bad_request(format!(
+                        "A simulation creates at most {MAX_SIMULATED_POINTS} metrics (duration_minutes × 60 / interval_seconds); raise interval_seconds"
+                    )));
+                }
+                Some((duration, interval, points))
+            }
+        };
+        Ok(Simulation {
+            instance_id,
+            cpu,
+            memory,
+            network_in,
+            network_out,
+            series,
+        })
+    }
+}
+
+impl Simulation {
+    /// The samples to store for `instance`: one at `now`, or `points` spaced by the
+    /// interval so that the newest is stamped `now`.
+    pub fn samples(&self, instance: Uuid, now: DateTime<Utc>) -> Vec<NewMetric> {
+        let (points, interval) = match self.series {
+            Some((_, interval, points)) => (points, interval),
+            None => (1, 0),
+        };
+        (0..points)
+            .map(|i| NewMetric {
+                instance,
+                timestamp: now - TimeDelta::seconds((points - 1 - i) * interval),
+                cpu_utilization: self.cpu,
+                memory_usage: self.memory,
+                network_in: self.network_in,
+                network_out: self.network_out,
+                source: MetricSource::Simulated,
+            })
+            .collect()
+    }
+}
+
+/// The metric an instant simulation created.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SimulatedMetricView {
+    pub id: Uuid,
+    #[schema(example = "mock-test-1")]
+    pub instance_id: String,
+    #[serde(with = "super::time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub timestamp: DateTime<Utc>,
+    pub cpu_utilization: f64,
+    pub memory_usage: Option<f64>,
+    pub network_in: Option<i64>,
+    pub network_out: Option<i64>,
+}
+
+/// Answer to an instant simulation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SimulateInstantResponse {
+    #[schema(example = "Simulated metric created successfully")]
+    pub message: &'static str,
+    pub metric: SimulatedMetricView,
+}
+
+/// Answer to a prolonged simulation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SimulateProlongedResponse {
+    #[schema(example = "Created 20 simulated metrics over 10 minutes")]
+    pub message: String,
+    #[schema(example = 20)]
+    pub metrics_created: i64,
+    #[schema(example = 10)]
+    pub duration_minutes: i64,
+    #[schema(example = 30)]
+    pub interval_seconds: i64,
+}
+
+/// Simulate metrics for testing: one sample now, or a prolonged series (written
+/// all or nothing) ending now.
+#[utoipa::path(post, path = "/api/metrics/simulate", tag = "metrics", security(("bearer" = [])),
+    request_body(content = SimulateRequest, examples(
+        ("Instant" = (value = json!({"instance_id": "mock-test-1", "cpu_utilization": 95.5, "memory_usage": 70.2, "network_in": 3072000, "network_out": 1536000}))),
+        ("Prolonged" = (value = json!({"instance_id": "mock-test-1", "cpu_utilization": 95.0, "memory_usage": 50.0, "duration_minutes": 10, "interval_seconds": 30}))),
+    )),
+    responses(
+        (status = 201, description = "Created: an instant (SimulateInstantResponse) or a prolonged (SimulateProlongedResponse) simulation",
+            body = inline(SimulateResponse)),
+        (status = 400, description = "Missing or invalid fields", body = ErrorBody,
+            example = json!({"error": "cpu_utilization must be a number between 0 and 100"})),
+        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 403, description = "Someone else's instance", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body sent as another media type", body = ErrorBody),
+    ))]
+pub async fn simulate(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiJson(body): ApiJson<SimulateRequest>,
+) -> Result<Response, ApiError> {
+    let simulation = body.validate()?;
+    let instance = owned_instance(&state, &user, &simulation.instance_id).await?;
+    let samples = simulation.samples(instance.id, Utc::now());
+    let stored = state.store.insert_metrics(&samples).await?;
+    let response = match simulation.series {
+        None => {
+            let m = stored
+                .into_iter()
+                .next()
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no metric stored")))?;
+            Json(SimulateInstantResponse {
+                message: "Simulated metric created successfully",
+                metric: SimulatedMetricView {
+                    id: m.id,
+                    instance_id: instance.instance_id,
+                    timestamp: m.timestamp,
+                    cpu_utilization: m.cpu_utilization,
+                    memory_usage: m.memory_usage,
+                    network_in: m.network_in,
+                    network_out: m.network_out,
+                },
+            })
+            .into_response()
+        }
+        Some((duration, interval, points)) => Json(SimulateProlongedResponse {
+            message: format!("Created {points} simulated metrics over {duration} minutes"),
+            metrics_created: points,
+            duration_minutes: duration,
+            interval_seconds: interval,
+        })
+        .into_response(),
+    };
+    Ok((StatusCode::CREATED, response).into_response())
+}
+
+/// Either simulation answer, for the OpenAPI document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum SimulateResponse {
+    Instant(SimulateInstantResponse),
+    Prolonged(SimulateProlongedResponse),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> SimulateRequest {
+        SimulateRequest {
+            instance_id: Some("mock-1".into()),
+            cpu_utilization: Some(95.0),
+            memory_usage: Some(50.0),
+            network_in: None,
+            network_out: None,
+            duration_minutes: None,
+            interval_seconds: None,
+        }
+    }
+
+    fn err(r: SimulateRequest) -> String {
+        r.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn limit_defaults_caps_and_rejects() {
+        assert_eq!(parse_limit(None, 100, 1000).unwrap(), 100);
+        assert_eq!(parse_limit(Some("5"), 100, 1000).unwrap(), 5);
+        assert_eq!(parse_limit(Some("5000"), 100, 1000).unwrap(), 1000);
+        assert_eq!(
+            parse_limit(Some("99999999999999999999999"), 100, 1000).unwrap(),
+            1000
+        );
+        for bad in ["0", "-1", "abc", "1.5", ""] {
+            assert_eq!(
+                parse_limit(Some(bad), 100, 1000).unwrap_err().to_string(),
+                "limit must be a positive integer",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_out_of_range_are_rejected() {
+        assert_eq!(
+            err(SimulateRequest {
+                cpu_utilization: Some(150.0),
+                ..req()
+            }),
+            "cpu_utilization must be a number between 0 and 100"
+        );
+        assert_eq!(
+            err(SimulateRequest {
+                memory_usage: Some(-0.1),
+                ..req()
+            }),
+            "memory_usage must be a number between 0 and 100"
+        );
+        assert_eq!(
+            err(SimulateRequest {
+                network_in: Some(-1.0),
+                ..req()
+            }),
+            "network_in must be a number of bytes, 0 or more"
+        );
+        assert_eq!(
+            err(SimulateRequest {
+                cpu_utilization: None,
+                ..req()
+            }),
+            "instance_id and cpu_utilization are required"
+        );
+    }
+
+    #[test]
+    fn prolonged_simulations_are_bounded() {
+        let series = |d: f64, i: Option<f64>| SimulateRequest {
+            duration_minutes: Some(d),
+            interval_seconds: i,
+            ..req()
+        };
+        assert_eq!(
+            series(10.0, Some(30.0)).validate().unwrap().series,
+            Some((10, 30, 20))
+        );
+        assert_eq!(
+            series(10.0, None).validate().unwrap().series,
+            Some((10, 30, 20))
+        );
+        assert!(err(series(0.0, Some(30.0))).starts_with("duration_minutes must be"));
+        assert!(err(series(1441.0, Some(30.0))).starts_with("duration_minutes must be"));
+        assert!(err(series(-2.0, Some(30.0))).starts_with("duration_minutes must be"));
+        assert!(err(series(10.0, Some(0.0))).starts_with("interval_seconds must be"));
+        assert!(err(series(1.0, Some(61.0))).starts_with("interval_seconds must not exceed"));
+        assert!(err(series(1440.0, Some(1.0))).starts_with("A simulation creates at most 10000"));
+    }
+
+    #[test]
+    fn a_series_ends_now_spaced_by_the_interval() {
+        let sim = SimulateRequest {
+            duration_minutes: Some(10.0),
+            interval_seconds: Some(30.0),
+            ..req()
+        }
+        .validate()
+        .unwrap();
+        let now = Utc::now();
+        let samples = sim.samples(Uuid::new_v4(), now);
+        assert_eq!(samples.len(), 20);
+        assert_eq!(samples[19].timestamp, now);
+        assert_eq!(samples[0].timestamp, now - TimeDelta::seconds(19 * 30));
+        assert!(
+            samples
+                .windows(2)
+                .all(|w| w[1].timestamp - w[0].timestamp == TimeDelta::seconds(30))
+        );
+    }
+}

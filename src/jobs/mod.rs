@@ -1,0 +1,316 @@
+//! The background loops: metric collection, scaling decisions and retention.
+//!
+//! Ticks are aligned to wall-clock multiples of their interval and numbered
+//! (`slot = unix seconds / interval`). Each tick claims its instances in batches
+//! through the store, which hands every monitored instance to exactly one claimant
+//! per slot, so any number of replicas can run these loops against one PostgreSQL
+//! database and share the work. Each tick is a public function tests call directly.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::collect::{CollectTarget, Collected, MetricSource};
+use crate::scaling::{Decision, InstanceState, Policy, Sample, decide_scaling};
+use crate::store::{CollectionStatus, ScalingOutcome, Store, StoreResult};
+
+/// Instances claimed, read and written per round trip.
+pub const BATCH_SIZE: i64 = 1000;
+
+/// Rows deleted per retention statement, keeping each delete short.
+pub const PURGE_BATCH: i64 = 5000;
+
+/// The number of the tick `now` falls in.
+pub fn slot_of(now: DateTime<Utc>, interval: Duration) -> i64 {
+    let secs = interval.as_secs().max(1) as i64;
+    now.timestamp().div_euclid(secs)
+}
+
+/// What one tick did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TickReport {
+    /// Instances this process handled.
+    pub instances: usize,
+    /// Metrics stored (collection) or decision rows written (scaling).
+    pub rows: usize,
+    /// Scale actions applied (scaling) or failed collections (collection).
+    pub events: usize,
+}
+
+/// Collects one sample set for every monitored instance not yet collected in the
+/// tick `now` falls in: mock instances from `mock`, real ones from `cloud`.
+pub async fn run_collection_tick(
+    store: &dyn Store,
+    mock: &dyn MetricSource,
+    cloud: &dyn MetricSource,
+    interval: Duration,
+    now: DateTime<Utc>,
+) -> StoreResult<TickReport> {
+    let slot = slot_of(now, interval);
+    let mut report = TickReport::default();
+    loop {
+        let targets = store.claim_collection(slot, BATCH_SIZE).await?;
+        if targets.is_empty() {
+            return Ok(report);
+        }
+        let (mocks, reals): (Vec<CollectTarget>, Vec<CollectTarget>) =
+            targets.into_iter().partition(|t| t.is_mock);
+        let (mut collected, from_cloud) = tokio::join!(
+            collect_some(mock, &mocks, now),
+            collect_some(cloud, &reals, now)
+        );
+        collected.extend(from_cloud);
+
+        let mut metrics = Vec::with_capacity(collected.len());
+        let mut statuses = Vec::with_capacity(collected.len());
+        for Collected { instance, result } in collected {
+            report.instances += 1;
+            match result {
+                Ok(samples) => {
+                    statuses.push(CollectionStatus {
+                        instance,
+                        last_collected_at: samples.iter().map(|m| m.timestamp).max(),
+                        error: None,
+                    });
+                    metrics.extend(samples);
+                }
+                Err(error) => {
+                    report.events += 1;
+                    statuses.push(CollectionStatus {
+                        instance,
+                        last_collected_at: None,
+                        error: Some(error),
+                    });
+                }
+            }
+        }
+        report.rows += metrics.len();
+        store.record_collection(&metrics, &statuses).await?;
+    }
+}
+
+async fn collect_some(
+    source: &dyn MetricSource,
+    targets: &[CollectTarget],
+    now: DateTime<Utc>,
+) -> Vec<Collected> {
+    if targets.is_empty() {
+        Vec::new()
+    } else {
+        source.collect(targets, now).await
+    }
+}
+
+/// Evaluates every monitored instance not yet evaluated in the tick `now` falls in,
+/// and persists decisions and level changes batch by batch.
+pub async fn run_scaling_tick(
+    store: &dyn Store,
+    policy: &Policy,
+    interval: Duration,
+    now: DateTime<Utc>,
+) -> StoreResult<TickReport> {
+    let slot = slot_of(now, interval);
+    let mut report = TickReport::default();
+    loop {
+        let candidates = store.claim_scaling(slot, BATCH_SIZE).await?;
+        if candidates.is_empty() {
+            return Ok(report);
+        }
+        let ids: Vec<Uuid> = candidates.iter().map(|c| c.id).collect();
+        let mut windows: HashMap<Uuid, Vec<Sample>> = HashMap::with_capacity(ids.len());
+        for (instance, sample) in store.windows(&ids, now - policy.window, now).await? {
+            windows.entry(instance).or_default().push(sample);
+        }
+        let outcomes: Vec<ScalingOutcome> = candidates
+            .iter()
+            .map(|c| {
+                let state = InstanceState {
+                    level: c.level,
+                    last_action_at: c.last_action_at,
+                };
+                let window = windows.get(&c.id).map(Vec::as_slice).unwrap_or_default();
+                let evaluation = decide_scaling(&state, policy, window, now);
+                // Every action is recorded, and so is a change of outcome; an
+                // unchanged no_action is not written again every tick.
+                let record = evaluation.decision != Decision::NoAction
+                    || c.last_decision != Some(evaluation.decision);
+                ScalingOutcome {
+                    instance: c.id,
+                    level_before: c.level,
+                    evaluation,
+                    record,
+                    decided_at: now,
+                }
+            })
+            .collect();
+        report.instances += outcomes.len();
+        report.rows += outcomes.iter().filter(|o| o.record).count();
+        report.events += outcomes
+            .iter()
+            .filter(|o| o.evaluation.decision != Decision::NoAction)
+            .count();
+        for o in outcomes
+            .iter()
+            .filter(|o| o.evaluation.decision != Decision::NoAction)
+        {
+            tracing::info!(instance = %o.instance, decision = o.evaluation.decision.as_str(),
+                level = o.evaluation.new_level, reason = %o.evaluation.reason, "scaling");
+        }
+        store.apply_scaling(&outcomes).await?;
+    }
+}
+
+/// Deletes metrics and decisions past their retention, in short batches.
+pub async fn run_retention_tick(
+    store: &dyn Store,
+    metrics_days: i64,
+    decisions_days: i64,
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
+    let metrics_before = now - TimeDelta::days(metrics_days);
+    let decisions_before = now - TimeDelta::days(decisions_days);
+    let mut total = 0;
+    loop {
+        let deleted = store
+            .purge(metrics_before, decisions_before, PURGE_BATCH)
+            .await?;
+        total += deleted;
+        if deleted < PURGE_BATCH as u64 {
+            return Ok(total);
+        }
+        // Let other writers in between batches.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Everything the loops need.
+#[derive(Clone)]
+pub struct Jobs {
+    pub store: Arc<dyn Store>,
+    pub mock: Arc<dyn MetricSource>,
+    pub cloud: Arc<dyn MetricSource>,
+    pub policy: Policy,
+    pub metrics_interval: Duration,
+    pub scaling_interval: Duration,
+    pub metrics_retention_days: i64,
+    pub decisions_retention_days: i64,
+}
+
+/// How often retention runs.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
+
+impl Jobs {
+    /// Starts the loops; they stop, each after its in-flight tick, once `cancel` fires.
+    pub fn spawn(self, cancel: CancellationToken) -> Vec<JoinHandle<()>> {
+        let collect = {
+            let jobs = self.clone();
+            every(
+                self.metrics_interval,
+                cancel.clone(),
+                "collection",
+                move |now| {
+                    let jobs = jobs.clone();
+                    async move {
+                        let report = run_collection_tick(
+                            jobs.store.as_ref(),
+                            jobs.mock.as_ref(),
+                            jobs.cloud.as_ref(),
+                            jobs.metrics_interval,
+                            now,
+                        )
+                        .await?;
+                        Ok(format!(
+                            "{} instances, {} metrics stored, {} failed",
+                            report.instances, report.rows, report.events
+                        ))
+                    }
+                },
+            )
+        };
+        let scale = {
+            let jobs = self.clone();
+            every(
+                self.scaling_interval,
+                cancel.clone(),
+                "scaling",
+                move |now| {
+                    let jobs = jobs.clone();
+                    async move {
+                        let report = run_scaling_tick(
+                            jobs.store.as_ref(),
+                            &jobs.policy,
+                            jobs.scaling_interval,
+                            now,
+                        )
+                        .await?;
+                        Ok(format!(
+                            "{} instances evaluated, {} actions, {} decisions recorded",
+                            report.instances, report.events, report.rows
+                        ))
+                    }
+                },
+            )
+        };
+        let retain = {
+            let jobs = self;
+            every(RETENTION_INTERVAL, cancel, "retention", move |now| {
+                let jobs = jobs.clone();
+                async move {
+                    let deleted = run_retention_tick(
+                        jobs.store.as_ref(),
+                        jobs.metrics_retention_days,
+                        jobs.decisions_retention_days,
+                        now,
+                    )
+                    .await?;
+                    Ok(format!("{deleted} expired rows deleted"))
+                }
+            })
+        };
+        vec![collect, scale, retain]
+    }
+}
+
+/// Runs `tick` at every wall-clock multiple of `interval` until `cancel` fires. A
+/// tick that overruns makes the loop skip the boundaries it missed rather than
+/// pile up; a failed tick is logged and the loop goes on.
+fn every<F, Fut>(
+    interval: Duration,
+    cancel: CancellationToken,
+    name: &'static str,
+    mut tick: F,
+) -> JoinHandle<()>
+where
+    F: FnMut(DateTime<Utc>) -> Fut + Send + 'static,
+    Fut: Future<Output = StoreResult<String>> + Send,
+{
+    tokio::spawn(async move {
+        let period = interval.as_millis().max(1) as i64;
+        loop {
+            let now_ms = Utc::now().timestamp_millis();
+            let wait = period - now_ms.rem_euclid(period);
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+            }
+            let started = std::time::Instant::now();
+            match tick(Utc::now()).await {
+                Ok(summary) => tracing::debug!(
+                    job = name,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "{summary}"
+                ),
+                Err(e) => {
+                    tracing::error!(job = name, error = %e, "tick failed; will retry next tick")
+                }
+            }
+        }
+        tracing::info!(job = name, "stopped");
+    })
+}

@@ -1,0 +1,235 @@
+//! Persistence: the `Store` trait and its PostgreSQL and SQLite implementations.
+//! This is the only module that contains SQL.
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::collect::CollectTarget;
+use crate::model::{DecisionRecord, Instance, Metric, NewMetric, User};
+use crate::scaling::{Decision, Evaluation, Sample};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key (email, instance id) is taken.
+    #[error("unique constraint violated")]
+    Conflict,
+    /// The database cannot be reached right now (pool timeout, connection lost).
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error: {0}")]
+    Other(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
+            _ => StoreError::Other(err),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A new instance to register.
+#[derive(Debug, Clone)]
+pub struct NewInstance {
+    pub user_id: Uuid,
+    pub instance_id: String,
+    pub instance_type: String,
+    pub region: String,
+    pub is_mock: bool,
+}
+
+/// How many instances a user has, and how many of them are monitored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceCounts {
+    pub instances: i64,
+    pub monitoring: i64,
+}
+
+/// The outcome of collecting one instance, recorded on its row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionStatus {
+    pub instance: Uuid,
+    /// Newest timestamp now stored for it (unchanged when `None`).
+    pub last_collected_at: Option<DateTime<Utc>>,
+    /// Why the collection failed; `None` clears an earlier error.
+    pub error: Option<String>,
+}
+
+/// An instance claimed for one scaling tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalingCandidate {
+    pub id: Uuid,
+    pub level: i32,
+    pub last_action_at: Option<DateTime<Utc>>,
+    pub last_decision: Option<Decision>,
+}
+
+/// A decision to persist for one instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalingOutcome {
+    pub instance: Uuid,
+    /// Level the decision was made at; an action only applies if it still holds.
+    pub level_before: i32,
+    pub evaluation: Evaluation,
+    /// Write a decision row (an action, or a changed outcome).
+    pub record: bool,
+    pub decided_at: DateTime<Utc>,
+}
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Everything the service stores. Implemented for PostgreSQL and SQLite; the same
+/// contract tests run against both.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    /// Cheap round trip, for readiness.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn create_user(&self, email: &str, password_hash: &str) -> StoreResult<User>;
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<User>>;
+    /// Removes a user and everything they own.
+    async fn delete_user(&self, id: Uuid) -> StoreResult<bool>;
+    async fn instance_counts(&self, user: Uuid) -> StoreResult<InstanceCounts>;
+
+    async fn create_instance(&self, new: &NewInstance) -> StoreResult<Instance>;
+    /// A user's instances, oldest first.
+    async fn instances_of(&self, user: Uuid) -> StoreResult<Vec<Instance>>;
+    /// Looks an instance up by its user-facing id.
+    async fn instance_by_instance_id(&self, instance_id: &str) -> StoreResult<Option<Instance>>;
+    /// Switches monitoring on or off; false when it already was in that state.
+    async fn set_monitoring(&self, id: Uuid, on: bool) -> StoreResult<bool>;
+
+    /// Stores the metrics in one transaction: all or none. Returns them as stored.
+    async fn insert_metrics(&self, metrics: &[NewMetric]) -> StoreResult<Vec<Metric>>;
+    /// The newest `limit` metrics of an instance, newest first.
+    async fn recent_metrics(&self, instance: Uuid, limit: i64) -> StoreResult<Vec<Metric>>;
+    /// The newest `limit` decisions of an instance, newest first.
+    async fn recent_decisions(
+        &self,
+        instance: Uuid,
+        limit: i64,
+    ) -> StoreResult<Vec<DecisionRecord>>;
+
+    /// Claims up to `limit` monitored instances not yet collected in tick `slot`.
+    /// Across replicas each instance is claimed once per slot.
+    async fn claim_collection(&self, slot: i64, limit: i64) -> StoreResult<Vec<CollectTarget>>;
+    /// Stores collected metrics (a CloudWatch datapoint already stored is skipped)
+    /// and each instance's collection status, in one transaction.
+    async fn record_collection(
+        &self,
+        metrics: &[NewMetric],
+        statuses: &[CollectionStatus],
+    ) -> StoreResult<()>;
+
+    /// Claims up to `limit` monitored instances not yet evaluated in tick `slot`.
+    async fn claim_scaling(&self, slot: i64, limit: i64) -> StoreResult<Vec<ScalingCandidate>>;
+    /// The samples of `instances` with timestamps in (since, until], in one query.
+    async fn windows(
+        &self,
+        instances: &[Uuid],
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Vec<(Uuid, Sample)>>;
+    /// Persists a batch of decisions in one transaction: decision rows, level
+    /// changes, outlier flags and each instance's latest outcome.
+    async fn apply_scaling(&self, outcomes: &[ScalingOutcome]) -> StoreResult<()>;
+
+    /// Deletes up to `batch` metrics older than `metrics_before` and up to `batch`
+    /// decisions older than `decisions_before`; returns how many rows went.
+    async fn purge(
+        &self,
+        metrics_before: DateTime<Utc>,
+        decisions_before: DateTime<Utc>,
+        batch: i64,
+    ) -> StoreResult<u64>;
+}
+
+/// Opens the store named by `database_url` (`postgres://...` or `sqlite:...`) and
+/// applies its migrations.
+pub async fn connect(database_url: &str, pool: &PoolSettings) -> anyhow::Result<Arc<dyn Store>> {
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(database_url, pool).await?))
+    } else if database_url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(database_url, pool).await?))
+    } else {
+        anyhow::bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:")
+    }
+}
+
+/// Connection pool tuning shared by both backends.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it is answered 503.
+    pub acquire_timeout: std::time::Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 16,
+            acquire_timeout: std::time::Duration::from_secs(3),
+        }
+    }
+}
+
+/// Level after an outcome is applied, the value written to `scale_level`.
+fn applied_level(outcome: &ScalingOutcome) -> Option<i32> {
+    (outcome.evaluation.decision != Decision::NoAction).then_some(outcome.evaluation.new_level)
+}
+
+/// Values a decision row records: those of the newest sample of the window.
+fn decision_values(e: &Evaluation) -> (Option<f64>, Option<f64>, Option<i64>, Option<i64>) {
+    match &e.latest {
+        Some(s) => (
+            Some(s.cpu),
+            s.memory,
+            s.network_in.map(|v| v.round() as i64),
+            s.network_out.map(|v| v.round() as i64),
+        ),
+        None => (None, None, None, None),
+    }
+}
+
+/// The row a new metric becomes: a time-ordered id (index-friendly for an
+/// append-mostly table) and the timestamp at the microsecond precision both
+/// databases keep, so what a write returns equals what a later read returns.
+fn to_stored(n: &NewMetric) -> Metric {
+    use chrono::SubsecRound;
+    Metric {
+        id: Uuid::now_v7(),
+        instance: n.instance,
+        timestamp: n.timestamp.trunc_subsecs(6),
+        cpu_utilization: n.cpu_utilization,
+        memory_usage: n.memory_usage,
+        network_in: n.network_in,
+        network_out: n.network_out,
+        is_outlier: false,
+        outlier_type: None,
+    }
+}

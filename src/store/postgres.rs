@@ -1,0 +1,627 @@
+//! PostgreSQL store: native types, set-based statements over UNNEST'ed arrays, and
+//! `FOR UPDATE SKIP LOCKED` claims so replicas share each tick's work.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use uuid::Uuid;
+
+use super::{
+    Backend, CollectionStatus, InstanceCounts, NewInstance, PoolSettings, ScalingCandidate,
+    ScalingOutcome, Store, StoreResult, applied_level, decision_values,
+};
+use crate::collect::CollectTarget;
+use crate::model::{DecisionRecord, Instance, Metric, NewMetric, OutlierType, User};
+use crate::scaling::{Decision, Sample};
+
+/// The store on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects and applies the migrations in `migrations/postgres`.
+    pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// The underlying pool, for tests and benchmarks.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: Uuid,
+    email: String,
+    password_hash: String,
+    created_at: DateTime<Utc>,
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> Self {
+        User {
+            id: r.id,
+            email: r.email,
+            password_hash: r.password_hash,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// The columns an `InstanceRow` reads, as a literal for `concat!`.
+macro_rules! instance_columns {
+    () => {
+        "id, user_id, instance_id, instance_type, region, is_mock, is_monitoring, scale_level, \
+         last_action_at, last_collected_at, last_collection_error, created_at"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct InstanceRow {
+    id: Uuid,
+    user_id: Uuid,
+    instance_id: String,
+    instance_type: String,
+    region: String,
+    is_mock: bool,
+    is_monitoring: bool,
+    scale_level: i32,
+    last_action_at: Option<DateTime<Utc>>,
+    last_collected_at: Option<DateTime<Utc>>,
+    last_collection_error: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<InstanceRow> for Instance {
+    fn from(r: InstanceRow) -> Self {
+        Instance {
+            id: r.id,
+            user_id: r.user_id,
+            instance_id: r.instance_id,
+            instance_type: r.instance_type,
+            region: r.region,
+            is_mock: r.is_mock,
+            is_monitoring: r.is_monitoring,
+            scale_level: r.scale_level,
+            last_action_at: r.last_action_at,
+            last_collected_at: r.last_collected_at,
+            last_collection_error: r.last_collection_error,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct MetricRow {
+    id: Uuid,
+    instance: Uuid,
+    ts: DateTime<Utc>,
+    cpu_utilization: f64,
+    memory_usage: Option<f64>,
+    network_in: Option<i64>,
+    network_out: Option<i64>,
+    is_outlier: bool,
+    outlier_type: Option<String>,
+}
+
+impl From<MetricRow> for Metric {
+    fn from(r: MetricRow) -> Self {
+        Metric {
+            id: r.id,
+            instance: r.instance,
+            timestamp: r.ts,
+            cpu_utilization: r.cpu_utilization,
+            memory_usage: r.memory_usage,
+            network_in: r.network_in,
+            network_out: r.network_out,
+            is_outlier: r.is_outlier,
+            outlier_type: r.outlier_type.as_deref().and_then(OutlierType::parse),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct DecisionRow {
+    id: Uuid,
+    instance: Uuid,
+    ts: DateTime<Utc>,
+    cpu_utilization: Option<f64>,
+    memory_usage: Option<f64>,
+    network_in: Option<i64>,
+    network_out: Option<i64>,
+    decision: String,
+    reason: String,
+}
+
+impl From<DecisionRow> for DecisionRecord {
+    fn from(r: DecisionRow) -> Self {
+        DecisionRecord {
+            id: r.id,
+            instance: r.instance,
+            timestamp: r.ts,
+            cpu_utilization: r.cpu_utilization,
+            memory_usage: r.memory_usage,
+            network_in: r.network_in,
+            network_out: r.network_out,
+            decision: r.decision,
+            reason: r.reason,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct WindowRow {
+    instance: Uuid,
+    id: Uuid,
+    ts: DateTime<Utc>,
+    cpu_utilization: f64,
+    memory_usage: Option<f64>,
+    network_in: Option<i64>,
+    network_out: Option<i64>,
+    is_outlier: bool,
+}
+
+/// Column-wise arrays of a batch of metrics, for one UNNEST insert.
+#[derive(Default)]
+struct MetricColumns {
+    ids: Vec<Uuid>,
+    instances: Vec<Uuid>,
+    ts: Vec<DateTime<Utc>>,
+    cpu: Vec<f64>,
+    memory: Vec<Option<f64>>,
+    net_in: Vec<Option<i64>>,
+    net_out: Vec<Option<i64>>,
+    source: Vec<&'static str>,
+}
+
+impl MetricColumns {
+    fn new(stored: &[Metric], new: &[NewMetric]) -> Self {
+        let mut c = MetricColumns::default();
+        for (m, n) in stored.iter().zip(new) {
+            c.ids.push(m.id);
+            c.instances.push(m.instance);
+            c.ts.push(m.timestamp);
+            c.cpu.push(m.cpu_utilization);
+            c.memory.push(m.memory_usage);
+            c.net_in.push(m.network_in);
+            c.net_out.push(m.network_out);
+            c.source.push(n.source.as_str());
+        }
+        c
+    }
+
+    async fn insert(self, conn: &mut sqlx::PgConnection) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "INSERT INTO metrics (id, instance, ts, cpu_utilization, memory_usage, network_in, network_out, source)
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::float8[], $5::float8[],
+                                  $6::int8[], $7::int8[], $8::text[])
+             ON CONFLICT (instance, ts) WHERE source = 'cloudwatch' DO NOTHING",
+        )
+        .bind(self.ids)
+        .bind(self.instances)
+        .bind(self.ts)
+        .bind(self.cpu)
+        .bind(self.memory)
+        .bind(self.net_in)
+        .bind(self.net_out)
+        .bind(self.source)
+        .execute(conn)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_user(&self, email: &str, password_hash: &str) -> StoreResult<User> {
+        let row: UserRow = sqlx::query_as(
+            "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3)
+             RETURNING id, email, password_hash, created_at",
+        )
+        .bind(Uuid::new_v4())
+        .bind(email)
+        .bind(password_hash)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT id, email, password_hash, created_at FROM users WHERE email = $1",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> =
+            sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn instance_counts(&self, user: Uuid) -> StoreResult<InstanceCounts> {
+        let (instances, monitoring): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE is_monitoring) FROM instances WHERE user_id = $1",
+        )
+        .bind(user)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(InstanceCounts {
+            instances,
+            monitoring,
+        })
+    }
+
+    async fn create_instance(&self, new: &NewInstance) -> StoreResult<Instance> {
+        let row: InstanceRow = sqlx::query_as(concat!(
+            "INSERT INTO instances (id, user_id, instance_id, instance_type, region, is_mock)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+            instance_columns!()
+        ))
+        .bind(Uuid::new_v4())
+        .bind(new.user_id)
+        .bind(&new.instance_id)
+        .bind(&new.instance_type)
+        .bind(&new.region)
+        .bind(new.is_mock)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn instances_of(&self, user: Uuid) -> StoreResult<Vec<Instance>> {
+        let rows: Vec<InstanceRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            instance_columns!(),
+            " FROM instances WHERE user_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn instance_by_instance_id(&self, instance_id: &str) -> StoreResult<Option<Instance>> {
+        let row: Option<InstanceRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            instance_columns!(),
+            " FROM instances WHERE instance_id = $1"
+        ))
+        .bind(instance_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn set_monitoring(&self, id: Uuid, on: bool) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE instances SET is_monitoring = $2 WHERE id = $1 AND is_monitoring <> $2",
+        )
+        .bind(id)
+        .bind(on)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_metrics(&self, metrics: &[NewMetric]) -> StoreResult<Vec<Metric>> {
+        let stored: Vec<Metric> = metrics.iter().map(super::to_stored).collect();
+        let mut tx = self.pool.begin().await?;
+        MetricColumns::new(&stored, metrics).insert(&mut tx).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn recent_metrics(&self, instance: Uuid, limit: i64) -> StoreResult<Vec<Metric>> {
+        let rows: Vec<MetricRow> = sqlx::query_as(
+            "SELECT id, instance, ts, cpu_utilization, memory_usage, network_in, network_out,
+                    is_outlier, outlier_type
+             FROM metrics WHERE instance = $1 ORDER BY ts DESC, id DESC LIMIT $2",
+        )
+        .bind(instance)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn recent_decisions(
+        &self,
+        instance: Uuid,
+        limit: i64,
+    ) -> StoreResult<Vec<DecisionRecord>> {
+        let rows: Vec<DecisionRow> = sqlx::query_as(
+            "SELECT id, instance, ts, cpu_utilization, memory_usage, network_in, network_out,
+                    decision, reason
+             FROM scaling_decisions WHERE instance = $1 ORDER BY ts DESC, id DESC LIMIT $2",
+        )
+        .bind(instance)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn claim_collection(&self, slot: i64, limit: i64) -> StoreResult<Vec<CollectTarget>> {
+        let rows: Vec<(Uuid, String, String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "UPDATE instances SET collect_slot = $1
+             WHERE id IN (SELECT id FROM instances
+                          WHERE is_monitoring AND collect_slot < $1
+                          LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING id, instance_id, region, is_mock, last_collected_at",
+        )
+        .bind(slot)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, instance_id, region, is_mock, last_collected_at)| CollectTarget {
+                    id,
+                    instance_id,
+                    region,
+                    is_mock,
+                    last_collected_at,
+                },
+            )
+            .collect())
+    }
+
+    async fn record_collection(
+        &self,
+        metrics: &[NewMetric],
+        statuses: &[CollectionStatus],
+    ) -> StoreResult<()> {
+        let stored: Vec<Metric> = metrics.iter().map(super::to_stored).collect();
+        let mut tx = self.pool.begin().await?;
+        if !stored.is_empty() {
+            MetricColumns::new(&stored, metrics).insert(&mut tx).await?;
+        }
+        if !statuses.is_empty() {
+            let ids: Vec<Uuid> = statuses.iter().map(|s| s.instance).collect();
+            let at: Vec<Option<DateTime<Utc>>> =
+                statuses.iter().map(|s| s.last_collected_at).collect();
+            let errors: Vec<Option<String>> = statuses.iter().map(|s| s.error.clone()).collect();
+            sqlx::query(
+                "UPDATE instances i
+                 SET last_collected_at = COALESCE(u.at, i.last_collected_at),
+                     last_collection_error = u.err
+                 FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[]) AS u(id, at, err)
+                 WHERE i.id = u.id
+                   AND (u.at IS NOT NULL OR i.last_collection_error IS DISTINCT FROM u.err)",
+            )
+            .bind(ids)
+            .bind(at)
+            .bind(errors)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_scaling(&self, slot: i64, limit: i64) -> StoreResult<Vec<ScalingCandidate>> {
+        let rows: Vec<(Uuid, i32, Option<DateTime<Utc>>, Option<String>)> = sqlx::query_as(
+            "UPDATE instances SET scale_slot = $1
+             WHERE id IN (SELECT id FROM instances
+                          WHERE is_monitoring AND scale_slot < $1
+                          LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING id, scale_level, last_action_at, last_decision",
+        )
+        .bind(slot)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, level, last_action_at, last)| ScalingCandidate {
+                id,
+                level,
+                last_action_at,
+                last_decision: last.as_deref().and_then(Decision::parse),
+            })
+            .collect())
+    }
+
+    async fn windows(
+        &self,
+        instances: &[Uuid],
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Vec<(Uuid, Sample)>> {
+        let rows: Vec<WindowRow> = sqlx::query_as(
+            "SELECT instance, id, ts, cpu_utilization, memory_usage, network_in, network_out, is_outlier
+             FROM metrics WHERE instance = ANY($1) AND ts > $2 AND ts <= $3",
+        )
+        .bind(instances)
+        .bind(since)
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.instance,
+                    Sample {
+                        id: r.id,
+                        timestamp: r.ts,
+                        cpu: r.cpu_utilization,
+                        memory: r.memory_usage,
+                        network_in: r.network_in.map(|v| v as f64),
+                        network_out: r.network_out.map(|v| v as f64),
+                        is_outlier: r.is_outlier,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn apply_scaling(&self, outcomes: &[ScalingOutcome]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+
+        // Level changes first: an action only applies where the level is still the one
+        // it was decided at, and only an applied action gets its decision row.
+        let actions: Vec<&ScalingOutcome> = outcomes
+            .iter()
+            .filter(|o| applied_level(o).is_some())
+            .collect();
+        let mut applied = std::collections::HashSet::new();
+        if !actions.is_empty() {
+            let ids: Vec<Uuid> = actions.iter().map(|o| o.instance).collect();
+            let before: Vec<i32> = actions.iter().map(|o| o.level_before).collect();
+            let after: Vec<i32> = actions.iter().map(|o| o.evaluation.new_level).collect();
+            let at: Vec<DateTime<Utc>> = actions.iter().map(|o| o.decided_at).collect();
+            let rows: Vec<(Uuid,)> = sqlx::query_as(
+                "UPDATE instances i SET scale_level = u.after, last_action_at = u.at
+                 FROM UNNEST($1::uuid[], $2::int4[], $3::int4[], $4::timestamptz[])
+                      AS u(id, before, after, at)
+                 WHERE i.id = u.id AND i.scale_level = u.before
+                 RETURNING i.id",
+            )
+            .bind(ids)
+            .bind(before)
+            .bind(after)
+            .bind(at)
+            .fetch_all(&mut *tx)
+            .await?;
+            applied.extend(rows.into_iter().map(|(id,)| id));
+        }
+        let kept =
+            |o: &&ScalingOutcome| applied_level(o).is_none() || applied.contains(&o.instance);
+
+        let records: Vec<&ScalingOutcome> =
+            outcomes.iter().filter(|o| o.record).filter(kept).collect();
+        if !records.is_empty() {
+            let mut ids = Vec::with_capacity(records.len());
+            let mut instances = Vec::with_capacity(records.len());
+            let mut ts = Vec::with_capacity(records.len());
+            let mut cpu = Vec::with_capacity(records.len());
+            let mut mem = Vec::with_capacity(records.len());
+            let mut net_in = Vec::with_capacity(records.len());
+            let mut net_out = Vec::with_capacity(records.len());
+            let mut decision = Vec::with_capacity(records.len());
+            let mut reason = Vec::with_capacity(records.len());
+            let mut before = Vec::with_capacity(records.len());
+            let mut after = Vec::with_capacity(records.len());
+            for o in &records {
+                let (c, m, i, out) = decision_values(&o.evaluation);
+                ids.push(Uuid::now_v7());
+                instances.push(o.instance);
+                ts.push(o.decided_at);
+                cpu.push(c);
+                mem.push(m);
+                net_in.push(i);
+                net_out.push(out);
+                decision.push(o.evaluation.decision.as_str());
+                reason.push(o.evaluation.reason.as_str());
+                before.push(o.level_before);
+                after.push(o.evaluation.new_level);
+            }
+            sqlx::query(
+                "INSERT INTO scaling_decisions (id, instance, ts, cpu_utilization, memory_usage,
+                        network_in, network_out, decision, reason, level_before, level_after)
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::float8[],
+                        $5::float8[], $6::int8[], $7::int8[], $8::text[], $9::text[], $10::int4[], $11::int4[])",
+            )
+            .bind(ids)
+            .bind(&instances)
+            .bind(ts)
+            .bind(cpu)
+            .bind(mem)
+            .bind(net_in)
+            .bind(net_out)
+            .bind(&decision)
+            .bind(reason)
+            .bind(before)
+            .bind(after)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE instances i SET last_decision = u.d
+                 FROM UNNEST($1::uuid[], $2::text[]) AS u(id, d) WHERE i.id = u.id",
+            )
+            .bind(instances)
+            .bind(decision)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        let flagged: Vec<(Uuid, OutlierType)> = outcomes
+            .iter()
+            .filter(kept)
+            .filter_map(|o| o.evaluation.outlier)
+            .collect();
+        if !flagged.is_empty() {
+            let ids: Vec<Uuid> = flagged.iter().map(|(id, _)| *id).collect();
+            let kinds: Vec<&str> = flagged.iter().map(|(_, t)| t.as_str()).collect();
+            sqlx::query(
+                "UPDATE metrics m SET is_outlier = true, outlier_type = u.t
+                 FROM UNNEST($1::uuid[], $2::text[]) AS u(id, t) WHERE m.id = u.id",
+            )
+            .bind(ids)
+            .bind(kinds)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn purge(
+        &self,
+        metrics_before: DateTime<Utc>,
+        decisions_before: DateTime<Utc>,
+        batch: i64,
+    ) -> StoreResult<u64> {
+        let metrics = sqlx::query(
+            "DELETE FROM metrics WHERE id IN (SELECT id FROM metrics WHERE ts < $1 LIMIT $2)",
+        )
+        .bind(metrics_before)
+        .bind(batch)
+        .execute(&self.pool)
+        .await?;
+        let decisions = sqlx::query(
+            "DELETE FROM scaling_decisions
+             WHERE id IN (SELECT id FROM scaling_decisions WHERE ts < $1 LIMIT $2)",
+        )
+        .bind(decisions_before)
+        .bind(batch)
+        .execute(&self.pool)
+        .await?;
+        Ok(metrics.rows_affected() + decisions.rows_affected())
+    }
+}

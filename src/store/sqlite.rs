@@ -1,0 +1,627 @@
+//! SQLite store, the zero-setup default. WAL mode and a busy timeout let the jobs
+//! and concurrent requests share one file without "database is locked". Batches
+//! travel as one JSON array bound to a single statement and unpacked by `json_each`,
+//! the SQLite counterpart of PostgreSQL's UNNEST.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use uuid::Uuid;
+
+use super::{
+    Backend, CollectionStatus, InstanceCounts, NewInstance, PoolSettings, ScalingCandidate,
+    ScalingOutcome, Store, StoreError, StoreResult, applied_level, decision_values,
+};
+use crate::collect::CollectTarget;
+use crate::model::{DecisionRecord, Instance, Metric, NewMetric, OutlierType, User};
+use crate::scaling::{Decision, Sample};
+
+/// The store on a SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies `migrations/sqlite`.
+    pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn time(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(v).unwrap_or_default()
+}
+
+fn uuid(s: &str) -> StoreResult<Uuid> {
+    Uuid::parse_str(s).map_err(|e| StoreError::Other(sqlx::Error::Decode(Box::new(e))))
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: String,
+    email: String,
+    password_hash: String,
+    created_at: i64,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+    fn try_from(r: UserRow) -> StoreResult<Self> {
+        Ok(User {
+            id: uuid(&r.id)?,
+            email: r.email,
+            password_hash: r.password_hash,
+            created_at: time(r.created_at),
+        })
+    }
+}
+
+/// The columns an `InstanceRow` reads, as a literal for `concat!`.
+macro_rules! instance_columns {
+    () => {
+        "id, user_id, instance_id, instance_type, region, is_mock, is_monitoring, scale_level, \
+         last_action_at, last_collected_at, last_collection_error, created_at"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct InstanceRow {
+    id: String,
+    user_id: String,
+    instance_id: String,
+    instance_type: String,
+    region: String,
+    is_mock: bool,
+    is_monitoring: bool,
+    scale_level: i32,
+    last_action_at: Option<i64>,
+    last_collected_at: Option<i64>,
+    last_collection_error: Option<String>,
+    created_at: i64,
+}
+
+impl TryFrom<InstanceRow> for Instance {
+    type Error = StoreError;
+    fn try_from(r: InstanceRow) -> StoreResult<Self> {
+        Ok(Instance {
+            id: uuid(&r.id)?,
+            user_id: uuid(&r.user_id)?,
+            instance_id: r.instance_id,
+            instance_type: r.instance_type,
+            region: r.region,
+            is_mock: r.is_mock,
+            is_monitoring: r.is_monitoring,
+            scale_level: r.scale_level,
+            last_action_at: r.last_action_at.map(time),
+            last_collected_at: r.last_collected_at.map(time),
+            last_collection_error: r.last_collection_error,
+            created_at: time(r.created_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct MetricRow {
+    id: String,
+    instance: String,
+    ts: i64,
+    cpu_utilization: f64,
+    memory_usage: Option<f64>,
+    network_in: Option<i64>,
+    network_out: Option<i64>,
+    is_outlier: bool,
+    outlier_type: Option<String>,
+}
+
+impl TryFrom<MetricRow> for Metric {
+    type Error = StoreError;
+    fn try_from(r: MetricRow) -> StoreResult<Self> {
+        Ok(Metric {
+            id: uuid(&r.id)?,
+            instance: uuid(&r.instance)?,
+            timestamp: time(r.ts),
+            cpu_utilization: r.cpu_utilization,
+            memory_usage: r.memory_usage,
+            network_in: r.network_in,
+            network_out: r.network_out,
+            is_outlier: r.is_outlier,
+            outlier_type: r.outlier_type.as_deref().and_then(OutlierType::parse),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct DecisionRow {
+    id: String,
+    instance: String,
+    ts: i64,
+    cpu_utilization: Option<f64>,
+    memory_usage: Option<f64>,
+    network_in: Option<i64>,
+    network_out: Option<i64>,
+    decision: String,
+    reason: String,
+}
+
+impl TryFrom<DecisionRow> for DecisionRecord {
+    type Error = StoreError;
+    fn try_from(r: DecisionRow) -> StoreResult<Self> {
+        Ok(DecisionRecord {
+            id: uuid(&r.id)?,
+            instance: uuid(&r.instance)?,
+            timestamp: time(r.ts),
+            cpu_utilization: r.cpu_utilization,
+            memory_usage: r.memory_usage,
+            network_in: r.network_in,
+            network_out: r.network_out,
+            decision: r.decision,
+            reason: r.reason,
+        })
+    }
+}
+
+fn convert<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> StoreResult<Vec<T>> {
+    rows.into_iter().map(T::try_from).collect()
+}
+
+/// Inserts metrics given as one JSON array of rows.
+async fn insert_metric_rows(
+    conn: &mut sqlx::SqliteConnection,
+    stored: &[Metric],
+    new: &[NewMetric],
+) -> StoreResult<()> {
+    let rows: Vec<serde_json::Value> = stored
+        .iter()
+        .zip(new)
+        .map(|(m, n)| {
+            json!([
+                m.id.to_string(),
+                m.instance.to_string(),
+                micros(m.timestamp),
+                m.cpu_utilization,
+                m.memory_usage,
+                m.network_in,
+                m.network_out,
+                n.source.as_str()
+            ])
+        })
+        .collect();
+    // `WHERE true` keeps SQLite from reading ON CONFLICT as a join constraint.
+    sqlx::query(
+        "INSERT INTO metrics (id, instance, ts, cpu_utilization, memory_usage, network_in, network_out, source)
+         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7
+         FROM json_each(?1) WHERE true
+         ON CONFLICT (instance, ts) WHERE source = 'cloudwatch' DO NOTHING",
+    )
+    .bind(serde_json::Value::Array(rows).to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_user(&self, email: &str, password_hash: &str) -> StoreResult<User> {
+        let row: UserRow = sqlx::query_as(
+            "INSERT INTO users (id, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)
+             RETURNING id, email, password_hash, created_at",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(email)
+        .bind(password_hash)
+        .bind(micros(Utc::now()))
+        .fetch_one(&self.pool)
+        .await?;
+        row.try_into()
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT id, email, password_hash, created_at FROM users WHERE email = ?1",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> =
+            sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE id = ?1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM users WHERE id = ?1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn instance_counts(&self, user: Uuid) -> StoreResult<InstanceCounts> {
+        let (instances, monitoring): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), coalesce(sum(is_monitoring), 0) FROM instances WHERE user_id = ?1",
+        )
+        .bind(user.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(InstanceCounts {
+            instances,
+            monitoring,
+        })
+    }
+
+    async fn create_instance(&self, new: &NewInstance) -> StoreResult<Instance> {
+        let row: InstanceRow = sqlx::query_as(concat!(
+            "INSERT INTO instances (id, user_id, instance_id, instance_type, region, is_mock, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING ",
+            instance_columns!()
+        ))
+        .bind(Uuid::new_v4().to_string())
+        .bind(new.user_id.to_string())
+        .bind(&new.instance_id)
+        .bind(&new.instance_type)
+        .bind(&new.region)
+        .bind(new.is_mock)
+        .bind(micros(Utc::now()))
+        .fetch_one(&self.pool)
+        .await?;
+        row.try_into()
+    }
+
+    async fn instances_of(&self, user: Uuid) -> StoreResult<Vec<Instance>> {
+        let rows: Vec<InstanceRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            instance_columns!(),
+            " FROM instances WHERE user_id = ?1 ORDER BY created_at, id"
+        ))
+        .bind(user.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        convert(rows)
+    }
+
+    async fn instance_by_instance_id(&self, instance_id: &str) -> StoreResult<Option<Instance>> {
+        let row: Option<InstanceRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            instance_columns!(),
+            " FROM instances WHERE instance_id = ?1"
+        ))
+        .bind(instance_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(TryInto::try_into).transpose()
+    }
+
+    async fn set_monitoring(&self, id: Uuid, on: bool) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE instances SET is_monitoring = ?2 WHERE id = ?1 AND is_monitoring <> ?2",
+        )
+        .bind(id.to_string())
+        .bind(on)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_metrics(&self, metrics: &[NewMetric]) -> StoreResult<Vec<Metric>> {
+        let stored: Vec<Metric> = metrics.iter().map(super::to_stored).collect();
+        let mut conn = self.pool.acquire().await?;
+        // One statement: SQLite applies it atomically, all rows or none.
+        insert_metric_rows(&mut conn, &stored, metrics).await?;
+        Ok(stored)
+    }
+
+    async fn recent_metrics(&self, instance: Uuid, limit: i64) -> StoreResult<Vec<Metric>> {
+        let rows: Vec<MetricRow> = sqlx::query_as(
+            "SELECT id, instance, ts, cpu_utilization, memory_usage, network_in, network_out,
+                    is_outlier, outlier_type
+             FROM metrics WHERE instance = ?1 ORDER BY ts DESC, id DESC LIMIT ?2",
+        )
+        .bind(instance.to_string())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        convert(rows)
+    }
+
+    async fn recent_decisions(
+        &self,
+        instance: Uuid,
+        limit: i64,
+    ) -> StoreResult<Vec<DecisionRecord>> {
+        let rows: Vec<DecisionRow> = sqlx::query_as(
+            "SELECT id, instance, ts, cpu_utilization, memory_usage, network_in, network_out,
+                    decision, reason
+             FROM scaling_decisions WHERE instance = ?1 ORDER BY ts DESC, id DESC LIMIT ?2",
+        )
+        .bind(instance.to_string())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        convert(rows)
+    }
+
+    async fn claim_collection(&self, slot: i64, limit: i64) -> StoreResult<Vec<CollectTarget>> {
+        // A single UPDATE takes the write lock at once, so the claim never has to
+        // upgrade a read lock (which SQLite answers with SQLITE_BUSY).
+        let rows: Vec<(String, String, String, bool, Option<i64>)> = sqlx::query_as(
+            "UPDATE instances SET collect_slot = ?1
+             WHERE id IN (SELECT id FROM instances
+                          WHERE is_monitoring = 1 AND collect_slot < ?1 LIMIT ?2)
+             RETURNING id, instance_id, region, is_mock, last_collected_at",
+        )
+        .bind(slot)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, instance_id, region, is_mock, last)| {
+                Ok(CollectTarget {
+                    id: uuid(&id)?,
+                    instance_id,
+                    region,
+                    is_mock,
+                    last_collected_at: last.map(time),
+                })
+            })
+            .collect()
+    }
+
+    async fn record_collection(
+        &self,
+        metrics: &[NewMetric],
+        statuses: &[CollectionStatus],
+    ) -> StoreResult<()> {
+        let stored: Vec<Metric> = metrics.iter().map(super::to_stored).collect();
+        let mut tx = self.pool.begin().await?;
+        if !stored.is_empty() {
+            insert_metric_rows(&mut tx, &stored, metrics).await?;
+        }
+        if !statuses.is_empty() {
+            let rows: Vec<serde_json::Value> = statuses
+                .iter()
+                .map(|s| {
+                    json!([
+                        s.instance.to_string(),
+                        s.last_collected_at.map(micros),
+                        s.error
+                    ])
+                })
+                .collect();
+            sqlx::query(
+                "UPDATE instances
+                 SET last_collected_at = coalesce(u.at, instances.last_collected_at),
+                     last_collection_error = u.err
+                 FROM (SELECT value->>0 AS id, value->>1 AS at, value->>2 AS err
+                       FROM json_each(?1)) AS u
+                 WHERE instances.id = u.id
+                   AND (u.at IS NOT NULL OR instances.last_collection_error IS NOT u.err)",
+            )
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_scaling(&self, slot: i64, limit: i64) -> StoreResult<Vec<ScalingCandidate>> {
+        let rows: Vec<(String, i32, Option<i64>, Option<String>)> = sqlx::query_as(
+            "UPDATE instances SET scale_slot = ?1
+             WHERE id IN (SELECT id FROM instances
+                          WHERE is_monitoring = 1 AND scale_slot < ?1 LIMIT ?2)
+             RETURNING id, scale_level, last_action_at, last_decision",
+        )
+        .bind(slot)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, level, last_action_at, last)| {
+                Ok(ScalingCandidate {
+                    id: uuid(&id)?,
+                    level,
+                    last_action_at: last_action_at.map(time),
+                    last_decision: last.as_deref().and_then(Decision::parse),
+                })
+            })
+            .collect()
+    }
+
+    async fn windows(
+        &self,
+        instances: &[Uuid],
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Vec<(Uuid, Sample)>> {
+        let ids: Vec<String> = instances.iter().map(Uuid::to_string).collect();
+        let rows: Vec<(String, String, i64, f64, Option<f64>, Option<i64>, Option<i64>, bool)> =
+            sqlx::query_as(
+                "SELECT instance, id, ts, cpu_utilization, memory_usage, network_in, network_out, is_outlier
+                 FROM metrics
+                 WHERE instance IN (SELECT value FROM json_each(?1)) AND ts > ?2 AND ts <= ?3",
+            )
+            .bind(serde_json::to_string(&ids).unwrap_or_default())
+            .bind(micros(since))
+            .bind(micros(until))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(
+                |(instance, id, ts, cpu, memory, net_in, net_out, is_outlier)| {
+                    Ok((
+                        uuid(&instance)?,
+                        Sample {
+                            id: uuid(&id)?,
+                            timestamp: time(ts),
+                            cpu,
+                            memory,
+                            network_in: net_in.map(|v| v as f64),
+                            network_out: net_out.map(|v| v as f64),
+                            is_outlier,
+                        },
+                    ))
+                },
+            )
+            .collect()
+    }
+
+    async fn apply_scaling(&self, outcomes: &[ScalingOutcome]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+
+        // See the PostgreSQL store: actions apply only at the level they were decided at.
+        let actions: Vec<serde_json::Value> = outcomes
+            .iter()
+            .filter_map(|o| {
+                applied_level(o).map(|after| {
+                    json!([
+                        o.instance.to_string(),
+                        o.level_before,
+                        after,
+                        micros(o.decided_at)
+                    ])
+                })
+            })
+            .collect();
+        let mut applied = std::collections::HashSet::new();
+        if !actions.is_empty() {
+            let rows: Vec<(String,)> = sqlx::query_as(
+                "UPDATE instances SET scale_level = u.after, last_action_at = u.at
+                 FROM (SELECT value->>0 AS id, value->>1 AS before, value->>2 AS after,
+                              value->>3 AS at FROM json_each(?1)) AS u
+                 WHERE instances.id = u.id AND instances.scale_level = u.before
+                 RETURNING instances.id",
+            )
+            .bind(serde_json::Value::Array(actions).to_string())
+            .fetch_all(&mut *tx)
+            .await?;
+            for (id,) in rows {
+                applied.insert(uuid(&id)?);
+            }
+        }
+        let kept =
+            |o: &&ScalingOutcome| applied_level(o).is_none() || applied.contains(&o.instance);
+
+        let records: Vec<serde_json::Value> = outcomes
+            .iter()
+            .filter(|o| o.record)
+            .filter(kept)
+            .map(|o| {
+                let (cpu, mem, net_in, net_out) = decision_values(&o.evaluation);
+                json!([
+                    Uuid::now_v7().to_string(),
+                    o.instance.to_string(),
+                    micros(o.decided_at),
+                    cpu,
+                    mem,
+                    net_in,
+                    net_out,
+                    o.evaluation.decision.as_str(),
+                    o.evaluation.reason,
+                    o.level_before,
+                    o.evaluation.new_level
+                ])
+            })
+            .collect();
+        if !records.is_empty() {
+            let records = serde_json::Value::Array(records).to_string();
+            sqlx::query(
+                "INSERT INTO scaling_decisions (id, instance, ts, cpu_utilization, memory_usage,
+                        network_in, network_out, decision, reason, level_before, level_after)
+                 SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5,
+                        value->>6, value->>7, value->>8, value->>9, value->>10
+                 FROM json_each(?1)",
+            )
+            .bind(&records)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE instances SET last_decision = u.d
+                 FROM (SELECT value->>1 AS id, value->>7 AS d FROM json_each(?1)) AS u
+                 WHERE instances.id = u.id",
+            )
+            .bind(&records)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        let flagged: Vec<serde_json::Value> = outcomes
+            .iter()
+            .filter(kept)
+            .filter_map(|o| o.evaluation.outlier)
+            .map(|(id, kind)| json!([id.to_string(), kind.as_str()]))
+            .collect();
+        if !flagged.is_empty() {
+            sqlx::query(
+                "UPDATE metrics SET is_outlier = 1, outlier_type = u.t
+                 FROM (SELECT value->>0 AS id, value->>1 AS t FROM json_each(?1)) AS u
+                 WHERE metrics.id = u.id",
+            )
+            .bind(serde_json::Value::Array(flagged).to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn purge(
+        &self,
+        metrics_before: DateTime<Utc>,
+        decisions_before: DateTime<Utc>,
+        batch: i64,
+    ) -> StoreResult<u64> {
+        let metrics = sqlx::query(
+            "DELETE FROM metrics WHERE id IN (SELECT id FROM metrics WHERE ts < ?1 LIMIT ?2)",
+        )
+        .bind(micros(metrics_before))
+        .bind(batch)
+        .execute(&self.pool)
+        .await?;
+        let decisions = sqlx::query(
+            "DELETE FROM scaling_decisions
+             WHERE id IN (SELECT id FROM scaling_decisions WHERE ts < ?1 LIMIT ?2)",
+        )
+        .bind(micros(decisions_before))
+        .bind(batch)
+        .execute(&self.pool)
+        .await?;
+        Ok(metrics.rows_affected() + decisions.rows_affected())
+    }
+}
