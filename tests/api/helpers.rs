@@ -1,0 +1,239 @@
+//! Test harness: the real application on 127.0.0.1:0 with a fresh database per test,
+//! on SQLite always and on PostgreSQL when `TEST_DATABASE_URL` is set.
+
+use std::sync::Arc;
+
+use autoscaler::app::Application;
+use autoscaler::config::Settings;
+use autoscaler::store::Store;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+pub const JWT_SECRET: &str = "test-secret-0123456789abcdef0123";
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A running application and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    pub settings: Settings,
+    server: tokio::task::JoinHandle<()>,
+    _db: DbGuard,
+}
+
+enum DbGuard {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for DbGuard {
+    fn drop(&mut self) {
+        if let DbGuard::Postgres { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs outside async context: use a throwaway runtime on a thread.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// The PostgreSQL server tests use, if any. In CI (`CI=true`) its absence fails the
+/// test instead of skipping it.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true but TEST_DATABASE_URL is not set: the PostgreSQL tests would be skipped");
+            }
+            None
+        }
+    }
+}
+
+/// Settings for a test app on `database_url`, with `overrides` on top.
+pub fn test_settings(database_url: &str, overrides: &[(&str, &str)]) -> Settings {
+    let mut vars: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), database_url.into()),
+        ("JWT_SECRET_KEY".into(), JWT_SECRET.into()),
+        ("HOST".into(), "127.0.0.1".into()),
+        ("PORT".into(), "0".into()),
+        ("RUN_JOBS".into(), "false".into()),
+        ("DB_MAX_CONNECTIONS".into(), "5".into()),
+    ];
+    for (k, v) in overrides {
+        vars.retain(|(name, _)| name != k);
+        vars.push((k.to_string(), v.to_string()));
+    }
+    Settings::from_lookup(|k| vars.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone()))
+        .expect("valid test settings")
+}
+
+/// A fresh, empty database: `(url, guard)`. `None` when PostgreSQL is unavailable.
+async fn fresh_database(db: Db) -> Option<(String, DbGuard)> {
+    match db {
+        Db::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}/test.db", dir.path().display());
+            Some((url, DbGuard::Sqlite(dir)))
+        }
+        Db::Postgres => {
+            use sqlx::Connection;
+            let admin_url = postgres_url()?;
+            let name = format!("autoscaler_test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&admin_url).await.expect("connect TEST_DATABASE_URL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
+            let url = format!("{base}/{name}");
+            Some((url, DbGuard::Postgres { admin_url, name }))
+        }
+    }
+}
+
+/// Starts the application on a fresh database; `None` when `db` is unavailable.
+pub async fn spawn_app_with(db: Db, overrides: &[(&str, &str)]) -> Option<TestApp> {
+    let (url, guard) = fresh_database(db).await?;
+    let settings = test_settings(&url, overrides);
+    let app = Application::build(settings.clone()).await.expect("build app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let store = app.store();
+    let server = tokio::spawn(async move {
+        app.run_until(std::future::pending()).await.expect("server runs");
+    });
+    Some(TestApp {
+        address,
+        client: reqwest::Client::new(),
+        store,
+        settings,
+        server,
+        _db: guard,
+    })
+}
+
+pub async fn spawn_app(db: Db) -> Option<TestApp> {
+    spawn_app_with(db, &[]).await
+}
+
+/// Runs each test body once on SQLite and once on PostgreSQL (skipped without
+/// `TEST_DATABASE_URL`, failed in CI).
+#[macro_export]
+macro_rules! on_both_databases {
+    ($(async fn $name:ident($app:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(unused_mut)]
+            async fn run(mut $app: $crate::helpers::TestApp) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run($crate::helpers::spawn_app($crate::helpers::Db::Sqlite).await.unwrap()).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                match $crate::helpers::spawn_app($crate::helpers::Db::Postgres).await {
+                    Some(app) => run(app).await,
+                    None => eprintln!("TEST_DATABASE_URL not set: PostgreSQL variant skipped"),
+                }
+            }
+        }
+    )*};
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Sends a request, with a JSON body and a bearer token if given; returns the
+    /// status and the parsed JSON body (`Value::Null` for an empty body).
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.expect("body read");
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("body is not JSON: {text:?}"))
+        };
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(token), None).await
+    }
+
+    /// Registers `email` (password `testpass123`) and returns a login token.
+    pub async fn user(&self, email: &str) -> String {
+        let creds = json!({"email": email, "password": "testpass123"});
+        let (status, body) = self.post("/api/auth/register", None, creds.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = self.post("/api/auth/login", None, creds).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Registers a mock instance for the token's user.
+    pub async fn mock_instance(&self, token: &str, instance_id: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/api/instances/",
+                Some(token),
+                json!({"instance_id": instance_id, "instance_type": "t2.micro", "region": "mock", "is_mock": true}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["instance"].clone()
+    }
+
+    /// Internal id of an instance, by its user-facing id.
+    pub async fn instance_uuid(&self, instance_id: &str) -> uuid::Uuid {
+        self.store.instance_by_instance_id(instance_id).await.unwrap().expect("instance exists").id
+    }
+}
+
+/// An error body.
+pub fn error(msg: &str) -> Value {
+    json!({ "error": msg })
+}

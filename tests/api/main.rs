@@ -1,0 +1,6 @@
+//! Integration tests: the real server over HTTP, on SQLite and PostgreSQL.
+
+mod helpers;
+
+mod auth;
+mod health;
