@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::JwtKeys;
 use crate::collect::cloudwatch::CloudWatchSource;
 use crate::collect::mock::MockSource;
+use crate::collect::{LazySource, MetricSource};
 use crate::config::Settings;
 use crate::http::{self, AppState, LoginLimiter};
 use crate::jobs::Jobs;
@@ -82,7 +83,9 @@ impl Application {
     ) -> anyhow::Result<()> {
         let cancel = CancellationToken::new();
         let jobs = if self.settings.run_jobs {
-            let cloud = CloudWatchSource::from_env().await;
+            let cloud = LazySource::new(|| async {
+                Box::new(CloudWatchSource::from_env().await) as Box<dyn MetricSource>
+            });
             Jobs {
                 store: self.state.store.clone(),
                 mock: Arc::new(MockSource),

@@ -482,6 +482,9 @@ impl MetricSource for CloudWatchSource {
     /// Reads every target's new samples in `ceil(n / 125)` calls per region (plus
     /// pages), a few at a time. Results follow `targets`' order.
     async fn collect(&self, targets: &[CollectTarget], now: DateTime<Utc>) -> Vec<Collected> {
+        // Only complete periods are read: the current minute's bucket is still
+        // filling (a partial NetworkIn sum would be stored and never corrected).
+        let now = floor_to_period(now);
         let outcomes: Vec<_> = stream::iter(plan_batches(targets, now))
             .map(|batch| self.collect_batch(targets, batch, now))
             .buffer_unordered(MAX_CONCURRENT_CALLS)
@@ -847,7 +850,7 @@ mod tests {
             Some(&to_aws_time(at(11, 48, 0))),
             "the older window of the two"
         );
-        assert_eq!(request.end_time(), Some(&to_aws_time(now)));
+        assert_eq!(request.end_time(), Some(&to_aws_time(floor_to_period(now))), "only complete minutes are read");
         let cpu = request.metric_data_queries()[0].metric_stat().unwrap();
         assert_eq!((cpu.period(), cpu.stat()), (Some(60), Some("Average")));
     }

@@ -39,3 +39,35 @@ pub trait MetricSource: Send + Sync {
     /// One instance's failure is reported in its own `Collected`, never for the batch.
     async fn collect(&self, targets: &[CollectTarget], now: DateTime<Utc>) -> Vec<Collected>;
 }
+
+/// A source built on first use: the AWS configuration (credential chain, region,
+/// endpoint) is only loaded once a real instance is actually monitored.
+pub struct LazySource<F> {
+    make: F,
+    source: tokio::sync::OnceCell<Box<dyn MetricSource>>,
+}
+
+impl<F, Fut> LazySource<F>
+where
+    F: Fn() -> Fut + Send + Sync,
+    Fut: std::future::Future<Output = Box<dyn MetricSource>> + Send,
+{
+    pub fn new(make: F) -> Self {
+        LazySource {
+            make,
+            source: tokio::sync::OnceCell::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl<F, Fut> MetricSource for LazySource<F>
+where
+    F: Fn() -> Fut + Send + Sync,
+    Fut: std::future::Future<Output = Box<dyn MetricSource>> + Send,
+{
+    async fn collect(&self, targets: &[CollectTarget], now: DateTime<Utc>) -> Vec<Collected> {
+        let source = self.source.get_or_init(|| (self.make)()).await;
+        source.collect(targets, now).await
+    }
+}

@@ -237,3 +237,64 @@ impl TestApp {
 pub fn error(msg: &str) -> Value {
     json!({ "error": msg })
 }
+
+/// Takes the UUID at `pointer` out of `body`, checks that it is one, and leaves
+/// `"<uuid>"` in its place so the rest of the body can be compared exactly.
+pub fn take_uuid(body: &mut Value, pointer: &str) -> uuid::Uuid {
+    let slot = body.pointer_mut(pointer).unwrap_or_else(|| panic!("no {pointer} in body"));
+    let text = slot.as_str().unwrap_or_else(|| panic!("{pointer} is not a string: {slot}")).to_owned();
+    let id = uuid::Uuid::parse_str(&text).unwrap_or_else(|e| panic!("{pointer} = {text:?} is not a UUID: {e}"));
+    assert_eq!(id.hyphenated().to_string(), text, "{pointer} is not in hyphenated lower-case form");
+    *slot = json!("<uuid>");
+    id
+}
+
+/// Takes the timestamp at `pointer` out of `body`, checks that it is RFC 3339 in UTC
+/// ending in `Z`, and leaves `"<timestamp>"` in its place.
+pub fn take_time(body: &mut Value, pointer: &str) -> chrono::DateTime<chrono::Utc> {
+    let slot = body.pointer_mut(pointer).unwrap_or_else(|| panic!("no {pointer} in body"));
+    let text = slot.as_str().unwrap_or_else(|| panic!("{pointer} is not a string: {slot}")).to_owned();
+    assert!(text.ends_with('Z'), "{pointer} = {text:?} does not end in Z");
+    let time = chrono::DateTime::parse_from_rfc3339(&text)
+        .unwrap_or_else(|e| panic!("{pointer} = {text:?} is not RFC 3339: {e}"))
+        .with_timezone(&chrono::Utc);
+    *slot = json!("<timestamp>");
+    time
+}
+
+/// Asserts that `time` lies within `seconds` of now.
+pub fn assert_recent(time: chrono::DateTime<chrono::Utc>, seconds: i64) {
+    let age = chrono::Utc::now() - time;
+    assert!(age.num_seconds().abs() <= seconds, "{time} is not within {seconds} s of now (age {age})");
+}
+
+/// Sends a prepared request and returns status, headers and the JSON body; panics if
+/// the body is not JSON.
+pub async fn send(req: reqwest::RequestBuilder) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let resp = req.send().await.expect("request sent");
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let text = resp.text().await.expect("body read");
+    let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: body is not JSON: {text:?}"));
+    (status, headers, json)
+}
+
+impl TestApp {
+    /// A request builder for `path`, for tests that set headers or bodies themselves.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    /// The id of the token's user, as `/api/auth/me` reports it.
+    pub async fn user_id(&self, token: &str) -> uuid::Uuid {
+        let (status, body) = self.get("/api/auth/me", token).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["user_id"].as_str().and_then(|s| s.parse().ok()).expect("user_id")
+    }
+
+    /// Posts a simulation and expects it to be created.
+    pub async fn simulate(&self, token: &str, body: Value) -> Value {
+        let (status, resp) = self.post("/api/metrics/simulate", Some(token), body).await;
+        assert_eq!(status, StatusCode::CREATED, "{resp}");
+        resp
+    }
+}
