@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -398,7 +397,7 @@ pub struct SimulateProlongedResponse {
     )),
     responses(
         (status = 201, description = "Created: an instant (SimulateInstantResponse) or a prolonged (SimulateProlongedResponse) simulation",
-            body = inline(SimulateResponse)),
+            body = SimulateResponse),
         (status = 400, description = "Missing or invalid fields", body = ErrorBody,
             example = json!({"error": "cpu_utilization must be a number between 0 and 100"})),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
@@ -411,7 +410,7 @@ pub async fn simulate(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     ApiJson(body): ApiJson<SimulateRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<SimulateResponse>), ApiError> {
     let simulation = body.validate()?;
     let instance = owned_instance(&state, &user, &simulation.instance_id).await?;
     let samples = simulation.samples(instance.id, Utc::now());
@@ -422,7 +421,7 @@ pub async fn simulate(
                 .into_iter()
                 .next()
                 .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no metric stored")))?;
-            Json(SimulateInstantResponse {
+            SimulateResponse::Instant(SimulateInstantResponse {
                 message: "Simulated metric created successfully",
                 metric: SimulatedMetricView {
                     id: m.id,
@@ -434,22 +433,20 @@ pub async fn simulate(
                     network_out: m.network_out,
                 },
             })
-            .into_response()
         }
-        Some((duration, interval, points)) => Json(SimulateProlongedResponse {
+        Some((duration, interval, points)) => SimulateResponse::Prolonged(SimulateProlongedResponse {
             message: format!("Created {points} simulated metrics over {duration} minutes"),
             metrics_created: points,
             duration_minutes: duration,
             interval_seconds: interval,
-        })
-        .into_response(),
+        }),
     };
-    Ok((StatusCode::CREATED, response).into_response())
+    Ok((StatusCode::CREATED, Json(response)))
 }
 
-/// Either simulation answer, for the OpenAPI document.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+/// Either simulation answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
 pub enum SimulateResponse {
     Instant(SimulateInstantResponse),
     Prolonged(SimulateProlongedResponse),

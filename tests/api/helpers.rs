@@ -39,12 +39,17 @@ impl Drop for DbGuard {
             let (admin_url, name) = (admin_url.clone(), name.clone());
             // Drop runs outside async context: use a throwaway runtime on a thread.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     use sqlx::Connection;
                     if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
                         let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                            .execute(&mut conn)
+                            .await;
                     }
                 });
             })
@@ -66,7 +71,9 @@ pub fn postgres_url() -> Option<String> {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
             if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but TEST_DATABASE_URL is not set: the PostgreSQL tests would be skipped");
+                panic!(
+                    "CI=true but TEST_DATABASE_URL is not set: the PostgreSQL tests would be skipped"
+                );
             }
             None
         }
@@ -87,8 +94,12 @@ pub fn test_settings(database_url: &str, overrides: &[(&str, &str)]) -> Settings
         vars.retain(|(name, _)| name != k);
         vars.push((k.to_string(), v.to_string()));
     }
-    Settings::from_lookup(|k| vars.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone()))
-        .expect("valid test settings")
+    Settings::from_lookup(|k| {
+        vars.iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.clone())
+    })
+    .expect("valid test settings")
 }
 
 /// A fresh, empty database: `(url, guard)`. `None` when PostgreSQL is unavailable.
@@ -103,12 +114,17 @@ async fn fresh_database(db: Db) -> Option<(String, DbGuard)> {
             use sqlx::Connection;
             let admin_url = postgres_url()?;
             let name = format!("autoscaler_test_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(&admin_url).await.expect("connect TEST_DATABASE_URL");
+            let mut conn = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .expect("connect TEST_DATABASE_URL");
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
                 .execute(&mut conn)
                 .await
                 .expect("create test database");
-            let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
+            let base = admin_url
+                .rsplit_once('/')
+                .map(|(b, _)| b)
+                .unwrap_or(&admin_url);
             let url = format!("{base}/{name}");
             Some((url, DbGuard::Postgres { admin_url, name }))
         }
@@ -119,11 +135,15 @@ async fn fresh_database(db: Db) -> Option<(String, DbGuard)> {
 pub async fn spawn_app_with(db: Db, overrides: &[(&str, &str)]) -> Option<TestApp> {
     let (url, guard) = fresh_database(db).await?;
     let settings = test_settings(&url, overrides);
-    let app = Application::build(settings.clone()).await.expect("build app");
+    let app = Application::build(settings.clone())
+        .await
+        .expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.store();
     let server = tokio::spawn(async move {
-        app.run_until(std::future::pending()).await.expect("server runs");
+        app.run_until(std::future::pending())
+            .await
+            .expect("server runs");
     });
     Some(TestApp {
         address,
@@ -173,7 +193,13 @@ impl TestApp {
 
     /// Sends a request, with a JSON body and a bearer token if given; returns the
     /// status and the parsed JSON body (`Value::Null` for an empty body).
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.client.request(method, self.url(path));
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -229,7 +255,12 @@ impl TestApp {
 
     /// Internal id of an instance, by its user-facing id.
     pub async fn instance_uuid(&self, instance_id: &str) -> uuid::Uuid {
-        self.store.instance_by_instance_id(instance_id).await.unwrap().expect("instance exists").id
+        self.store
+            .instance_by_instance_id(instance_id)
+            .await
+            .unwrap()
+            .expect("instance exists")
+            .id
     }
 }
 
@@ -241,10 +272,20 @@ pub fn error(msg: &str) -> Value {
 /// Takes the UUID at `pointer` out of `body`, checks that it is one, and leaves
 /// `"<uuid>"` in its place so the rest of the body can be compared exactly.
 pub fn take_uuid(body: &mut Value, pointer: &str) -> uuid::Uuid {
-    let slot = body.pointer_mut(pointer).unwrap_or_else(|| panic!("no {pointer} in body"));
-    let text = slot.as_str().unwrap_or_else(|| panic!("{pointer} is not a string: {slot}")).to_owned();
-    let id = uuid::Uuid::parse_str(&text).unwrap_or_else(|e| panic!("{pointer} = {text:?} is not a UUID: {e}"));
-    assert_eq!(id.hyphenated().to_string(), text, "{pointer} is not in hyphenated lower-case form");
+    let slot = body
+        .pointer_mut(pointer)
+        .unwrap_or_else(|| panic!("no {pointer} in body"));
+    let text = slot
+        .as_str()
+        .unwrap_or_else(|| panic!("{pointer} is not a string: {slot}"))
+        .to_owned();
+    let id = uuid::Uuid::parse_str(&text)
+        .unwrap_or_else(|e| panic!("{pointer} = {text:?} is not a UUID: {e}"));
+    assert_eq!(
+        id.hyphenated().to_string(),
+        text,
+        "{pointer} is not in hyphenated lower-case form"
+    );
     *slot = json!("<uuid>");
     id
 }
@@ -252,9 +293,17 @@ pub fn take_uuid(body: &mut Value, pointer: &str) -> uuid::Uuid {
 /// Takes the timestamp at `pointer` out of `body`, checks that it is RFC 3339 in UTC
 /// ending in `Z`, and leaves `"<timestamp>"` in its place.
 pub fn take_time(body: &mut Value, pointer: &str) -> chrono::DateTime<chrono::Utc> {
-    let slot = body.pointer_mut(pointer).unwrap_or_else(|| panic!("no {pointer} in body"));
-    let text = slot.as_str().unwrap_or_else(|| panic!("{pointer} is not a string: {slot}")).to_owned();
-    assert!(text.ends_with('Z'), "{pointer} = {text:?} does not end in Z");
+    let slot = body
+        .pointer_mut(pointer)
+        .unwrap_or_else(|| panic!("no {pointer} in body"));
+    let text = slot
+        .as_str()
+        .unwrap_or_else(|| panic!("{pointer} is not a string: {slot}"))
+        .to_owned();
+    assert!(
+        text.ends_with('Z'),
+        "{pointer} = {text:?} does not end in Z"
+    );
     let time = chrono::DateTime::parse_from_rfc3339(&text)
         .unwrap_or_else(|e| panic!("{pointer} = {text:?} is not RFC 3339: {e}"))
         .with_timezone(&chrono::Utc);
@@ -265,7 +314,10 @@ pub fn take_time(body: &mut Value, pointer: &str) -> chrono::DateTime<chrono::Ut
 /// Asserts that `time` lies within `seconds` of now.
 pub fn assert_recent(time: chrono::DateTime<chrono::Utc>, seconds: i64) {
     let age = chrono::Utc::now() - time;
-    assert!(age.num_seconds().abs() <= seconds, "{time} is not within {seconds} s of now (age {age})");
+    assert!(
+        age.num_seconds().abs() <= seconds,
+        "{time} is not within {seconds} s of now (age {age})"
+    );
 }
 
 /// Sends a prepared request and returns status, headers and the JSON body; panics if
@@ -274,7 +326,8 @@ pub async fn send(req: reqwest::RequestBuilder) -> (StatusCode, reqwest::header:
     let resp = req.send().await.expect("request sent");
     let (status, headers) = (resp.status(), resp.headers().clone());
     let text = resp.text().await.expect("body read");
-    let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: body is not JSON: {text:?}"));
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("{status}: body is not JSON: {text:?}"));
     (status, headers, json)
 }
 
@@ -288,7 +341,10 @@ impl TestApp {
     pub async fn user_id(&self, token: &str) -> uuid::Uuid {
         let (status, body) = self.get("/api/auth/me", token).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        body["user_id"].as_str().and_then(|s| s.parse().ok()).expect("user_id")
+        body["user_id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("user_id")
     }
 
     /// Posts a simulation and expects it to be created.

@@ -21,11 +21,20 @@ const SCALING: Duration = Duration::from_secs(15);
 const COLLECTION: Duration = Duration::from_secs(30);
 
 async fn scale(app: &TestApp, now: DateTime<Utc>) -> autoscaler::jobs::TickReport {
-    run_scaling_tick(app.store.as_ref(), &app.settings.policy, SCALING, now).await.unwrap()
+    run_scaling_tick(app.store.as_ref(), &app.settings.policy, SCALING, now)
+        .await
+        .unwrap()
 }
 
 /// `count` samples at `cpu`/`memory`, `step` apart, the newest at `newest`.
-fn series(instance: Uuid, newest: DateTime<Utc>, count: i64, step: i64, cpu: f64, memory: f64) -> Vec<NewMetric> {
+fn series(
+    instance: Uuid,
+    newest: DateTime<Utc>,
+    count: i64,
+    step: i64,
+    cpu: f64,
+    memory: f64,
+) -> Vec<NewMetric> {
     (0..count)
         .map(|i| NewMetric {
             instance,
@@ -234,7 +243,8 @@ async fn two_replicas_share_ticks_without_duplicates() {
     for i in 0..N {
         let id = format!("mock-r{i}");
         app.mock_instance(&token, &id).await;
-        app.patch(&format!("/api/instances/{id}/monitor/start"), &token).await;
+        app.patch(&format!("/api/instances/{id}/monitor/start"), &token)
+            .await;
     }
     let url = &app.settings.database_url;
     let pool = PoolSettings::default();
@@ -267,10 +277,18 @@ async fn two_replicas_share_ticks_without_duplicates() {
         assert_eq!(metrics.len(), TICKS as usize, "instance {i}");
         let mut stamps: Vec<_> = metrics.iter().map(|m| m.timestamp).collect();
         stamps.dedup();
-        assert_eq!(stamps.len(), TICKS as usize, "one metric per tick for instance {i}");
+        assert_eq!(
+            stamps.len(),
+            TICKS as usize,
+            "one metric per tick for instance {i}"
+        );
         let decisions = a.recent_decisions(id, 100).await.unwrap();
         let mut at: Vec<_> = decisions.iter().map(|d| d.timestamp).collect();
         at.dedup();
-        assert_eq!(at.len(), decisions.len(), "no duplicate decisions for instance {i}");
+        assert_eq!(
+            at.len(),
+            decisions.len(),
+            "no duplicate decisions for instance {i}"
+        );
     }
 }

@@ -3,5 +3,13 @@
 mod helpers;
 
 mod auth;
+mod cors;
+mod docs;
 mod health;
-mod jobs;
+mod instances;
+mod login_limit;
+mod metrics;
+mod ownership;
+mod request_bodies;
+mod store_contract;
+mod tokens;

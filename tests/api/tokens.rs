@@ -19,13 +19,21 @@ fn protected_endpoints() -> Vec<(Method, &'static str, Option<Value>)> {
         (Method::PATCH, "/api/instances/mock-t/monitor/stop", None),
         (Method::GET, "/api/metrics/mock-t", None),
         (Method::GET, "/api/metrics/decisions/mock-t", None),
-        (Method::POST, "/api/metrics/simulate", Some(json!({"instance_id": "mock-t", "cpu_utilization": 50.0}))),
+        (
+            Method::POST,
+            "/api/metrics/simulate",
+            Some(json!({"instance_id": "mock-t", "cpu_utilization": 50.0})),
+        ),
     ]
 }
 
 /// Sends `authorization` as the raw header value to `/api/auth/me`.
 async fn me_with_header(app: &TestApp, authorization: &str) -> (StatusCode, Value) {
-    let (status, _, body) = send(app.request(Method::GET, "/api/auth/me").header("Authorization", authorization)).await;
+    let (status, _, body) = send(
+        app.request(Method::GET, "/api/auth/me")
+            .header("Authorization", authorization),
+    )
+    .await;
     (status, body)
 }
 

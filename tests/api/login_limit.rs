@@ -1,0 +1,43 @@
+//! Brute-force protection on login.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{Db, error, send, spawn_app_with};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_too_many_wrong_passwords_even_the_right_one_is_429_with_retry_after() {
+    let app = spawn_app_with(Db::Sqlite, &[("LOGIN_ATTEMPTS_PER_WINDOW", "3")])
+        .await
+        .unwrap();
+    app.user("target@example.com").await;
+    let wrong = json!({"email": "target@example.com", "password": "wrong-password"});
+    for _ in 0..3 {
+        let (status, body) = app.post("/api/auth/login", None, wrong.clone()).await;
+        assert_eq!(
+            (status, body),
+            (StatusCode::UNAUTHORIZED, error("Invalid credentials"))
+        );
+    }
+
+    let right = json!({"email": "target@example.com", "password": "testpass123"});
+    let (status, headers, body) = send(
+        app.request(reqwest::Method::POST, "/api/auth/login")
+            .json(&right),
+    )
+    .await;
+
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!((1..=15 * 60).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        body,
+        error(&format!(
+            "Too many failed login attempts; try again in {retry_after} seconds"
+        ))
+    );
+}

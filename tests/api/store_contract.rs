@@ -1,0 +1,303 @@
+//! The storage contract, run against both stores through `app.store`.
+
+use autoscaler::model::{MetricSource, NewMetric};
+use autoscaler::store::{InstanceCounts, NewInstance, Store, StoreError};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use uuid::Uuid;
+
+use crate::on_both_databases;
+
+async fn user(store: &dyn Store, email: &str) -> Uuid {
+    store.create_user(email, "$argon2id$fake").await.unwrap().id
+}
+
+fn new_instance(user: Uuid, instance_id: &str) -> NewInstance {
+    NewInstance {
+        user_id: user,
+        instance_id: instance_id.into(),
+        instance_type: "t2.micro".into(),
+        region: "mock".into(),
+        is_mock: true,
+    }
+}
+
+async fn instance(store: &dyn Store, user: Uuid, instance_id: &str) -> Uuid {
+    store
+        .create_instance(&new_instance(user, instance_id))
+        .await
+        .unwrap()
+        .id
+}
+
+fn metric(instance: Uuid, timestamp: DateTime<Utc>, cpu: f64) -> NewMetric {
+    NewMetric {
+        instance,
+        timestamp,
+        cpu_utilization: cpu,
+        memory_usage: Some(50.0),
+        network_in: Some(1000),
+        network_out: None,
+        source: MetricSource::Simulated,
+    }
+}
+
+/// Now, to the whole second, so stored and compared timestamps agree exactly.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(0)
+}
+
+on_both_databases! {
+    async fn users_are_created_found_and_deleted(app) {
+        let store = app.store.as_ref();
+
+        let created = store.create_user("u@example.com", "$argon2id$hash").await.unwrap();
+
+        assert_eq!((created.email.as_str(), created.password_hash.as_str()), ("u@example.com", "$argon2id$hash"));
+        let by_email = store.user_by_email("u@example.com").await.unwrap().expect("found by email");
+        let by_id = store.user_by_id(created.id).await.unwrap().expect("found by id");
+        assert_eq!((by_email.id, by_id.email.as_str()), (created.id, "u@example.com"));
+        assert_eq!(by_id.created_at, created.created_at);
+        assert!(store.user_by_email("other@example.com").await.unwrap().is_none());
+        assert!(store.user_by_id(Uuid::new_v4()).await.unwrap().is_none());
+
+        assert!(store.delete_user(created.id).await.unwrap());
+        assert!(store.user_by_id(created.id).await.unwrap().is_none());
+        assert!(!store.delete_user(created.id).await.unwrap());
+    }
+
+    async fn a_taken_email_is_a_conflict(app) {
+        let store = app.store.as_ref();
+        user(store, "dup@example.com").await;
+
+        let err = store.create_user("dup@example.com", "$argon2id$other").await.unwrap_err();
+
+        assert!(matches!(err, StoreError::Conflict), "{err:?}");
+    }
+
+    async fn deleting_a_user_removes_their_instances_and_metrics(app) {
+        let store = app.store.as_ref();
+        let owner = user(store, "owner@example.com").await;
+        let id = instance(store, owner, "mock-1").await;
+        store.insert_metrics(&[metric(id, now(), 10.0)]).await.unwrap();
+
+        assert!(store.delete_user(owner).await.unwrap());
+
+        assert!(store.instance_by_instance_id("mock-1").await.unwrap().is_none());
+        assert!(store.recent_metrics(id, 10).await.unwrap().is_empty());
+    }
+
+    async fn instances_are_created_fresh_and_listed_oldest_first(app) {
+        let store = app.store.as_ref();
+        let owner = user(store, "owner@example.com").await;
+        let other = user(store, "other@example.com").await;
+
+        let first = store.create_instance(&new_instance(owner, "mock-1")).await.unwrap();
+        let second = store.create_instance(&new_instance(owner, "mock-2")).await.unwrap();
+        instance(store, other, "mock-3").await;
+
+        assert_eq!(
+            (first.user_id, first.instance_id.as_str(), first.instance_type.as_str(), first.region.as_str()),
+            (owner, "mock-1", "t2.micro", "mock")
+        );
+        assert!(first.is_mock && !first.is_monitoring);
+        assert_eq!(first.scale_level, 1);
+        assert_eq!((first.last_action_at, first.last_collected_at, first.last_collection_error.as_deref()), (None, None, None));
+        let listed: Vec<Uuid> = store.instances_of(owner).await.unwrap().iter().map(|i| i.id).collect();
+        assert_eq!(listed, [first.id, second.id]);
+        let found = store.instance_by_instance_id("mock-2").await.unwrap().expect("found");
+        assert_eq!((found.id, found.created_at), (second.id, second.created_at));
+        assert!(store.instance_by_instance_id("mock-9").await.unwrap().is_none());
+        assert!(store.instances_of(Uuid::new_v4()).await.unwrap().is_empty());
+    }
+
+    async fn an_instance_id_is_unique_across_users(app) {
+        let store = app.store.as_ref();
+        let owner = user(store, "owner@example.com").await;
+        let other = user(store, "other@example.com").await;
+        instance(store, owner, "mock-1").await;
+
+        for who in [owner, other] {
+            let err = store.create_instance(&new_instance(who, "mock-1")).await.unwrap_err();
+            assert!(matches!(err, StoreError::Conflict), "{err:?}");
+        }
+        assert_eq!(store.instances_of(other).await.unwrap().len(), 0);
+    }
+
+    async fn set_monitoring_reports_whether_it_changed_anything(app) {
+        let store = app.store.as_ref();
+        let owner = user(store, "owner@example.com").await;
+        let id = instance(store, owner, "mock-1").await;
+        instance(store, owner, "mock-2").await;
+
+        assert!(store.set_monitoring(id, true).await.unwrap());
+        assert!(!store.set_monitoring(id, true).await.unwrap());
+        assert_eq!(store.instance_counts(owner).await.unwrap(), InstanceCounts { instances: 2, monitoring: 1 });
+        assert!(store.set_monitoring(id, false).await.unwrap());
+        assert!(!store.set_monitoring(id, false).await.unwrap());
+        assert_eq!(store.instance_counts(owner).await.unwrap(), InstanceCounts { instances: 2, monitoring: 0 });
+        assert!(!store.set_monitoring(Uuid::new_v4(), true).await.unwrap());
+    }
+
+    async fn recent_metrics_are_the_newest_first_up_to_the_limit(app) {
+        let store = app.store.as_ref();
+        let owner = user(store, "owner@example.com").await;
+        let id = instance(store, owner, "mock-1").await;
+        let other = instance(store, owner, "mock-2").await;
+        let t = now();
+        // Inserted out of order: the order comes from the timestamps.
+        let batch = [metric(id, t - TimeDelta::seconds(60), 1.0), metric(id, t, 3.0), metric(id, t - TimeDelta::seconds(30), 2.0)];
+
+        let stored = store.insert_metrics(&batch).await.unwrap();
+        store.insert_metrics(&[metric(other, t, 99.0)]).await.unwrap();
+
+        assert_eq!(stored.len(), 3);
+        assert_eq!(stored[1].timestamp, t);
+        let all = store.recent_metrics(id, 10).await.unwrap();
+        let cpus: Vec<f64> = all.iter().map(|m| m.cpu_utilization).collect();
+        assert_eq!(cpus, [3.0, 2.0, 1.0]);
+        assert_eq!(all[0], stored[1], "a metric reads back as its insert returned it");
+        assert_eq!((all[0].memory_usage, all[0].network_in, all[0].network_out), (Some(50.0), Some(1000), None));
+        assert!(!all[0].is_outlier && all[0].outlier_type.is_none());
+        let newest_two: Vec<f64> = store.recent_metrics(id, 2).await.unwrap().iter().map(|m| m.cpu_utilization).collect();
+        assert_eq!(newest_two, [3.0, 2.0]);
+        assert!(store.recent_decisions(id, 10).await.unwrap().is_empty());
+    }
+
+    async fn sub_second_timestamps_survive_a_round_trip_to_the_microsecond(app) {
+        let store = app.store.as_ref();
+        let owner = user(store, "owner@example.com").await;
+        let id = instance(store, owner, "mock-1").await;
+        let t = Utc::now();
+
+        let stored = store.insert_metrics(&[metric(id, t, 1.0)]).await.unwrap();
+
+        assert_eq!(stored[0].timestamp, t.trunc_subsecs(6));
+        assert_eq!(store.recent_metrics(id, 1).await.unwrap()[0].timestamp, t.trunc_subsecs(6));
+    }
+
+    async fn a_batch_of_metrics_is_stored_all_or_none(app) {
+        let store = app.store.as_ref();
+        let owner = user(store, "owner@example.com").await;
+        let id = instance(store, owner, "mock-1").await;
+        let t = now();
+        let mut batch: Vec<NewMetric> = (0..50).map(|i| metric(id, t - TimeDelta::seconds(i), 10.0)).collect();
+        // One metric of an instance that does not exist breaks the foreign key.
+        batch.insert(25, metric(Uuid::new_v4(), t, 10.0));
+
+        let result = store.insert_metrics(&batch).await;
+
+        assert!(result.is_err(), "a batch with a dangling instance was stored");
+        assert!(store.recent_metrics(id, 100).await.unwrap().is_empty());
+    }
+
+    async fn an_empty_batch_of_metrics_stores_nothing(app) {
+        let store = app.store.as_ref();
+
+        let stored = store.insert_metrics(&[]).await.unwrap();
+
+        assert!(stored.is_empty());
+    }
+
+    async fn claim_scaling_hands_out_each_monitored_instance_once_per_slot(app) {
+        let store = app.store.as_ref();
+        let owner = user(store, "owner@example.com").await;
+        let watched = instance(store, owner, "mock-on").await;
+        let also_watched = instance(store, owner, "mock-on-2").await;
+        instance(store, owner, "mock-off").await;
+        store.set_monitoring(watched, true).await.unwrap();
+        store.set_monitoring(also_watched, true).await.unwrap();
+        let ids = |c: Vec<autoscaler::store::ScalingCandidate>| {
+            let mut ids: Vec<Uuid> = c.into_iter().map(|c| c.id).collect();
+            ids.sort();
+            ids
+        };
+        let mut both = vec![watched, also_watched];
+        both.sort();
+
+        let first = store.claim_scaling(100, 1000).await.unwrap();
+        assert_eq!(first.iter().map(|c| c.level).collect::<Vec<_>>(), [1, 1]);
+        assert!(first.iter().all(|c| c.last_action_at.is_none() && c.last_decision.is_none()));
+        assert_eq!(ids(first), both);
+        assert!(store.claim_scaling(100, 1000).await.unwrap().is_empty(), "claimed twice in one slot");
+        assert!(store.claim_scaling(99, 1000).await.unwrap().is_empty(), "an older slot claimed again");
+
+        assert_eq!(ids(store.claim_scaling(101, 1000).await.unwrap()), both);
+
+        store.set_monitoring(also_watched, false).await.unwrap();
+        assert_eq!(ids(store.claim_scaling(102, 1000).await.unwrap()), [watched]);
+    }
+
+    async fn claim_scaling_respects_the_limit_and_hands_out_the_rest_next(app) {
+        let store = app.store.as_ref();
+        let owner = user(store, "owner@example.com").await;
+        for n in 0..5 {
+            let id = instance(store, owner, &format!("mock-{n}")).await;
+            store.set_monitoring(id, true).await.unwrap();
+        }
+
+        let mut seen: Vec<Uuid> = Vec::new();
+        for _ in 0..3 {
+            let batch = store.claim_scaling(7, 2).await.unwrap();
+            assert!(batch.len() <= 2);
+            seen.extend(batch.into_iter().map(|c| c.id));
+        }
+
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 5);
+        assert!(store.claim_scaling(7, 2).await.unwrap().is_empty());
+    }
+
+    async fn windows_returns_exactly_the_samples_in_since_until(app) {
+        let store = app.store.as_ref();
+        let owner = user(store, "owner@example.com").await;
+        let a = instance(store, owner, "mock-a").await;
+        let b = instance(store, owner, "mock-b").await;
+        let c = instance(store, owner, "mock-c").await;
+        let until = now();
+        let since = until - TimeDelta::minutes(5);
+        let at = |secs: i64| since + TimeDelta::seconds(secs);
+        store
+            .insert_metrics(&[
+                metric(a, at(-1), 1.0),  // before the window
+                metric(a, at(0), 2.0),   // at `since`: excluded
+                metric(a, at(1), 3.0),   // first inside
+                metric(a, at(300), 4.0), // at `until`: included
+                metric(a, at(301), 5.0), // after the window
+                metric(b, at(150), 6.0),
+                metric(c, at(150), 7.0), // not asked for
+            ])
+            .await
+            .unwrap();
+
+        let mut got: Vec<(Uuid, f64, DateTime<Utc>)> = store
+            .windows(&[a, b], since, until)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, s)| (id, s.cpu, s.timestamp))
+            .collect();
+        got.sort_by(|x, y| x.1.total_cmp(&y.1));
+
+        assert_eq!(got, [(a, 3.0, at(1)), (a, 4.0, at(300)), (b, 6.0, at(150))]);
+        assert!(store.windows(&[], since, until).await.unwrap().is_empty());
+    }
+
+    async fn window_samples_carry_the_stored_values(app) {
+        let store = app.store.as_ref();
+        let owner = user(store, "owner@example.com").await;
+        let a = instance(store, owner, "mock-a").await;
+        let t = now();
+        let stored = store.insert_metrics(&[metric(a, t, 42.5)]).await.unwrap();
+
+        let window = store.windows(&[a], t - TimeDelta::minutes(1), t).await.unwrap();
+
+        assert_eq!(window.len(), 1);
+        let (instance, sample) = &window[0];
+        assert_eq!(*instance, a);
+        assert_eq!(
+            (sample.id, sample.timestamp, sample.cpu, sample.memory, sample.network_in, sample.network_out, sample.is_outlier),
+            (stored[0].id, t, 42.5, Some(50.0), Some(1000.0), None, false)
+        );
+    }
+}
