@@ -18,9 +18,6 @@ use crate::http::{self, AppState, LoginLimiter};
 use crate::jobs::Jobs;
 use crate::store::{self, PoolSettings, Store};
 
-/// How long start-up keeps retrying an unreachable database before giving up.
-const DB_STARTUP_DEADLINE: Duration = Duration::from_secs(60);
-
 /// A built application: listener bound, database migrated, ready to serve.
 pub struct Application {
     listener: TcpListener,
@@ -136,7 +133,7 @@ async fn connect_with_retry(settings: &Settings) -> anyhow::Result<Arc<dyn Store
     loop {
         match store::connect(&settings.database_url, &pool).await {
             Ok(store) => return Ok(store),
-            Err(e) if started.elapsed() + delay < DB_STARTUP_DEADLINE && is_transient(&e) => {
+            Err(e) if started.elapsed() + delay < settings.db_startup_timeout && is_transient(&e) => {
                 tracing::warn!("database {shown} not reachable yet ({e:#}); retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));

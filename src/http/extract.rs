@@ -71,6 +71,8 @@ where
         };
         let token = match header.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            // `Bearer ` with nothing after it (trimmed to `Bearer`), or an empty header.
+            None if header.is_empty() || header.eq_ignore_ascii_case("bearer") => "",
             _ => return Err(invalid()),
         };
         if token.is_empty() {

@@ -7,6 +7,7 @@ mod cors;
 mod docs;
 mod health;
 mod instances;
+mod jobs;
 mod login_limit;
 mod metrics;
 mod ownership;

@@ -1,0 +1,352 @@
+//! Faults: the database going away and coming back, SIGTERM under load, kill -9
+//! mid-write, start without a database, and overload. These run the real server
+//! (in process or as the built binary) and PostgreSQL where the fault is about it.
+
+#[allow(dead_code)]
+#[path = "api/helpers.rs"]
+mod helpers;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use autoscaler::app::Application;
+use autoscaler::jobs::run_scaling_tick;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use helpers::{postgres_url, test_settings};
+
+/// A TCP proxy that can cut every connection and refuse new ones, then recover.
+struct Proxy {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (up2, links2) = (up.clone(), links.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                links2.lock().await.push(link);
+            }
+        });
+        Proxy { addr, up, links }
+    }
+
+    async fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for link in self.links.lock().await.drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+async fn create_pg_database(admin_url: &str) -> String {
+    let name = format!("autoscaler_fault_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    name
+}
+
+async fn drop_pg_database(admin_url: &str, name: &str) {
+    if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
+        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+    }
+}
+
+async fn call(client: &reqwest::Client, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let _ = client;
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status();
+    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+async fn login(client: &reqwest::Client, base: &str, email: &str) -> String {
+    let creds = json!({"email": email, "password": "testpass123"});
+    let (status, _) = call(client, client.post(format!("{base}/api/auth/register")).json(&creds)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = call(client, client.post(format!("{base}/api/auth/login")).json(&creds)).await;
+    assert_eq!(status, StatusCode::OK);
+    body["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes() {
+    let Some(admin_url) = postgres_url() else {
+        eprintln!("TEST_DATABASE_URL not set: skipped");
+        return;
+    };
+    let name = create_pg_database(&admin_url).await;
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let url = format!("postgres://postgres@{}/{name}", proxy.addr);
+    let settings = test_settings(&url, &[("DB_ACQUIRE_TIMEOUT_SECONDS", "2")]);
+    let app = Application::build(settings.clone()).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let store = app.store();
+    let server = tokio::spawn(app.run_until(std::future::pending()));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+
+    let token = login(&client, &base, "outage@example.com").await;
+    let auth = format!("Bearer {token}");
+    let instance = json!({"instance_id": "mock-outage", "instance_type": "t2.micro", "region": "mock", "is_mock": true});
+    let (status, _) = call(&client, client.post(format!("{base}/api/instances/")).header("Authorization", &auth).json(&instance)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let sim = json!({"instance_id": "mock-outage", "cpu_utilization": 50.0, "duration_minutes": 5, "interval_seconds": 30});
+    let (status, _) = call(&client, client.post(format!("{base}/api/metrics/simulate")).header("Authorization", &auth).json(&sim)).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    proxy.cut().await;
+    for path in ["/api/auth/me", "/api/instances/", "/api/metrics/mock-outage"] {
+        let started = Instant::now();
+        let (status, body) = call(&client, client.get(format!("{base}{path}")).header("Authorization", &auth)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
+        assert!(body["error"].is_string(), "{body}");
+        assert!(started.elapsed() < Duration::from_secs(6), "{path} took {:?}", started.elapsed());
+    }
+    let tick = run_scaling_tick(store.as_ref(), &settings.policy, Duration::from_secs(15), chrono::Utc::now()).await;
+    assert!(tick.is_err(), "a tick during the outage reports its failure");
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = call(&client, client.get(format!("{base}/api/metrics/mock-outage")).header("Authorization", &auth)).await;
+        if status == StatusCode::OK {
+            assert_eq!(body["metrics"].as_array().unwrap().len(), 10, "acknowledged writes survive");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (status, _) = call(&client, client.post(format!("{base}/api/metrics/simulate")).header("Authorization", &auth).json(&sim)).await;
+    assert_eq!(status, StatusCode::CREATED, "writes work again after recovery");
+    assert!(
+        run_scaling_tick(store.as_ref(), &settings.policy, Duration::from_secs(15), chrono::Utc::now()).await.is_ok(),
+        "jobs work again after recovery"
+    );
+
+    server.abort();
+    drop_pg_database(&admin_url, &name).await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The server binary on a SQLite file in `dir`.
+fn start_binary(dir: &std::path::Path, port: u16, extra: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_autoscaler"));
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", format!("sqlite://{}/crash.db", dir.display()))
+        .env("JWT_SECRET_KEY", helpers::JWT_SECRET)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("LOG_DIR", dir.join("logs"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("server binary starts")
+}
+
+async fn wait_healthy(base: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client.get(format!("{base}/api/")).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server at {base} never answered");
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+}
+
+async fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "process still running after {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = start_binary(dir.path(), port, &[]);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base).await;
+    let client = reqwest::Client::new();
+    login(&client, &base, "term@example.com").await;
+
+    // Logins take an argon2 verification each: several are in flight at SIGTERM.
+    let creds = json!({"email": "term@example.com", "password": "testpass123"});
+    let in_flight: Vec<_> = (0..6)
+        .map(|_| {
+            let req = client.post(format!("{base}/api/auth/login")).json(&creds);
+            tokio::spawn(async move { req.send().await.map(|r| r.status()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    signal(&child, "TERM");
+    for request in in_flight {
+        assert_eq!(request.await.unwrap().expect("answered, not dropped"), StatusCode::OK);
+    }
+    let status = wait_exit(&mut child, Duration::from_secs(10)).await;
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let fast_jobs = [("METRICS_INTERVAL_SECONDS", "1"), ("SCALING_INTERVAL_SECONDS", "1")];
+    let mut child = start_binary(dir.path(), port, &fast_jobs);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base).await;
+    let client = reqwest::Client::new();
+    let token = login(&client, &base, "crash@example.com").await;
+    let auth = format!("Bearer {token}");
+    let instance = json!({"instance_id": "mock-crash", "instance_type": "t2.micro", "region": "mock", "is_mock": true});
+    call(&client, client.post(format!("{base}/api/instances/")).header("Authorization", &auth).json(&instance)).await;
+    call(&client, client.patch(format!("{base}/api/instances/mock-crash/monitor/start")).header("Authorization", &auth)).await;
+
+    // Simulations of 2,000 points back to back, then kill -9 in the middle of them.
+    const POINTS: usize = 2000;
+    let sim = json!({"instance_id": "mock-crash", "cpu_utilization": 77.7, "duration_minutes": 1000, "interval_seconds": 30});
+    let writer = {
+        let (client, base, auth) = (client.clone(), base.clone(), auth.clone());
+        tokio::spawn(async move {
+            let mut acknowledged = 0;
+            while let Ok(resp) = client.post(format!("{base}/api/metrics/simulate")).header("Authorization", &auth).json(&sim).send().await {
+                if resp.status() == StatusCode::CREATED {
+                    acknowledged += 1;
+                }
+            }
+            acknowledged
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    signal(&child, "KILL");
+    let _ = wait_exit(&mut child, Duration::from_secs(5)).await;
+    let acknowledged = writer.await.unwrap();
+    assert!(acknowledged >= 1, "some simulations completed before the kill");
+
+    let store = autoscaler::store::connect(&format!("sqlite://{}/crash.db", dir.path().display()), &Default::default())
+        .await
+        .unwrap();
+    let instance = store.instance_by_instance_id("mock-crash").await.unwrap().unwrap();
+    assert!(instance.is_monitoring);
+    let metrics = store.recent_metrics(instance.id, 1_000_000).await.unwrap();
+    let simulated = metrics.iter().filter(|m| m.cpu_utilization == 77.7).count();
+    assert_eq!(simulated % POINTS, 0, "{simulated} simulated rows: a partial batch was written");
+    assert!(simulated / POINTS >= acknowledged, "every acknowledged simulation is stored");
+    eprintln!("{acknowledged} simulations acknowledged, {} stored", simulated / POINTS);
+    drop(store);
+
+    // A restart picks monitoring up where it was.
+    let restarted_at = chrono::Utc::now();
+    let mut child = start_binary(dir.path(), port, &fast_jobs);
+    wait_healthy(&base).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, body) = call(&client, client.get(format!("{base}/api/metrics/mock-crash?limit=1")).header("Authorization", &auth)).await;
+        let newest = body["metrics"][0]["timestamp"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        if newest.is_some_and(|t| t > restarted_at && body["metrics"][0]["cpu_utilization"] != 77.7) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no collection after restart: {body}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_without_a_database_retries_then_exits_naming_database_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut child = start_binary(
+        dir.path(),
+        free_port(),
+        &[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nothing"), ("DB_STARTUP_TIMEOUT_SECONDS", "2")],
+    );
+    let status = wait_exit(&mut child, Duration::from_secs(20)).await;
+    assert!(!status.success());
+    assert!(started.elapsed() >= Duration::from_secs(1), "it retried before giving up");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_the_concurrency_limit_gets_fast_503s() {
+    let app = helpers::spawn_app_with(helpers::Db::Sqlite, &[("MAX_CONCURRENT_REQUESTS", "1")]).await.unwrap();
+    app.user("burst@example.com").await;
+    let creds = json!({"email": "burst@example.com", "password": "testpass123"});
+    let requests: Vec<_> = (0..6)
+        .map(|_| {
+            let req = app.client.post(app.url("/api/auth/login")).json(&creds);
+            tokio::spawn(async move {
+                let resp = req.send().await.unwrap();
+                let retry_after = resp.headers().contains_key("retry-after");
+                (resp.status(), retry_after, resp.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut rejected = 0;
+    for r in requests {
+        let (status, retry_after, body) = r.await.unwrap();
+        match status {
+            StatusCode::OK => assert!(body["token"].is_string()),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                rejected += 1;
+                assert!(retry_after);
+                assert_eq!(body, json!({"error": "The server is busy; please retry shortly"}));
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert!(rejected >= 1, "with one slot, concurrent logins must be shed");
+}
