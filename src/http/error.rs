@@ -11,7 +11,8 @@ use crate::store::StoreError;
 /// The body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
-    #[schema(example = "Instance not found")]
+    /// What went wrong, in words meant for the client.
+    #[schema(example = "What went wrong, in a sentence")]
     pub error: String,
 }
 
