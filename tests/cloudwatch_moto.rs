@@ -321,3 +321,121 @@ async fn an_unreachable_endpoint_is_an_error_for_each_instance() {
         );
     }
 }
+
+/// The whole path: a monitored real instance in the store, a collection tick with
+/// the CloudWatch source against moto, and what ends up stored. A second tick finds
+/// nothing new: a datapoint is stored once.
+#[tokio::test]
+async fn a_collection_tick_stores_cloudwatch_datapoints_once() {
+    use autoscaler::collect::mock::MockSource;
+    use autoscaler::jobs::run_collection_tick;
+    use autoscaler::store::{NewInstance, PoolSettings};
+
+    let Some(endpoint) = moto_endpoint() else {
+        return;
+    };
+    let config = sdk_config(&endpoint).await;
+    let client = Client::new(&config);
+    let source = CloudWatchSource::new(config);
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/cw.db", dir.path().display());
+    let store = autoscaler::store::connect(&url, &PoolSettings::default())
+        .await
+        .unwrap();
+    let user = store
+        .create_user("cw@example.com", "not-a-real-hash")
+        .await
+        .unwrap();
+    let ec2_id = instance_id();
+    let instance = store
+        .create_instance(&NewInstance {
+            user_id: user.id,
+            instance_id: ec2_id.clone(),
+            instance_type: "t3.micro".into(),
+            region: REGION.into(),
+            is_mock: false,
+        })
+        .await
+        .unwrap();
+    store.set_monitoring(instance.id, true).await.unwrap();
+
+    let t0 = minute_ten_minutes_ago();
+    let t1 = t0 + seconds(60);
+    put(
+        &client,
+        "AWS/EC2",
+        "CPUUtilization",
+        &ec2_id,
+        &[(t0, 30.0), (t1, 60.0)],
+    )
+    .await;
+    put(
+        &client,
+        "AWS/EC2",
+        "NetworkIn",
+        &ec2_id,
+        &[(t0, 1000.0), (t1, 2000.0)],
+    )
+    .await;
+    put(
+        &client,
+        "AWS/EC2",
+        "NetworkOut",
+        &ec2_id,
+        &[(t0, 500.0), (t1, 700.0)],
+    )
+    .await;
+
+    let interval = std::time::Duration::from_secs(30);
+    let now = Utc::now();
+    let report = run_collection_tick(store.as_ref(), &MockSource, &source, interval, now)
+        .await
+        .unwrap();
+    assert_eq!((report.instances, report.rows, report.events), (1, 2, 0));
+
+    let stored = store.recent_metrics(instance.id, 10).await.unwrap();
+    let seen: Vec<_> = stored
+        .iter()
+        .map(|m| {
+            (
+                m.timestamp,
+                m.cpu_utilization,
+                m.memory_usage,
+                m.network_in,
+                m.network_out,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (t1, 60.0, None, Some(2000), Some(700)),
+            (t0, 30.0, None, Some(1000), Some(500)),
+        ]
+    );
+    let after = store
+        .instance_by_instance_id(&ec2_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.last_collected_at, Some(t1));
+    assert_eq!(after.last_collection_error, None);
+
+    // The next tick reads the same minutes again (they are still within the window)
+    // and stores nothing new.
+    let report = run_collection_tick(
+        store.as_ref(),
+        &MockSource,
+        &source,
+        interval,
+        now + seconds(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.instances, report.rows), (1, 0));
+    assert_eq!(
+        store.recent_metrics(instance.id, 10).await.unwrap().len(),
+        2
+    );
+}

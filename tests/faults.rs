@@ -39,7 +39,9 @@ impl Proxy {
         let (up2, links2) = (up.clone(), links.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else { return };
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
                 if !up2.load(Ordering::SeqCst) {
                     drop(client);
                     continue;
@@ -80,7 +82,9 @@ async fn create_pg_database(admin_url: &str) -> String {
 async fn drop_pg_database(admin_url: &str, name: &str) {
     if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
         let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await;
     }
 }
 
@@ -94,9 +98,19 @@ async fn call(client: &reqwest::Client, req: reqwest::RequestBuilder) -> (Status
 
 async fn login(client: &reqwest::Client, base: &str, email: &str) -> String {
     let creds = json!({"email": email, "password": "testpass123"});
-    let (status, _) = call(client, client.post(format!("{base}/api/auth/register")).json(&creds)).await;
+    let (status, _) = call(
+        client,
+        client
+            .post(format!("{base}/api/auth/register"))
+            .json(&creds),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, body) = call(client, client.post(format!("{base}/api/auth/login")).json(&creds)).await;
+    let (status, body) = call(
+        client,
+        client.post(format!("{base}/api/auth/login")).json(&creds),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     body["token"].as_str().unwrap().to_owned()
 }
@@ -115,43 +129,111 @@ async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes()
     let base = format!("http://127.0.0.1:{}", app.port());
     let store = app.store();
     let server = tokio::spawn(app.run_until(std::future::pending()));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
 
     let token = login(&client, &base, "outage@example.com").await;
     let auth = format!("Bearer {token}");
     let instance = json!({"instance_id": "mock-outage", "instance_type": "t2.micro", "region": "mock", "is_mock": true});
-    let (status, _) = call(&client, client.post(format!("{base}/api/instances/")).header("Authorization", &auth).json(&instance)).await;
+    let (status, _) = call(
+        &client,
+        client
+            .post(format!("{base}/api/instances/"))
+            .header("Authorization", &auth)
+            .json(&instance),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED);
     let sim = json!({"instance_id": "mock-outage", "cpu_utilization": 50.0, "duration_minutes": 5, "interval_seconds": 30});
-    let (status, _) = call(&client, client.post(format!("{base}/api/metrics/simulate")).header("Authorization", &auth).json(&sim)).await;
+    let (status, _) = call(
+        &client,
+        client
+            .post(format!("{base}/api/metrics/simulate"))
+            .header("Authorization", &auth)
+            .json(&sim),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED);
 
     proxy.cut().await;
-    for path in ["/api/auth/me", "/api/instances/", "/api/metrics/mock-outage"] {
+    for path in [
+        "/api/auth/me",
+        "/api/instances/",
+        "/api/metrics/mock-outage",
+    ] {
         let started = Instant::now();
-        let (status, body) = call(&client, client.get(format!("{base}{path}")).header("Authorization", &auth)).await;
+        let (status, body) = call(
+            &client,
+            client
+                .get(format!("{base}{path}"))
+                .header("Authorization", &auth),
+        )
+        .await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
         assert!(body["error"].is_string(), "{body}");
-        assert!(started.elapsed() < Duration::from_secs(6), "{path} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{path} took {:?}",
+            started.elapsed()
+        );
     }
-    let tick = run_scaling_tick(store.as_ref(), &settings.policy, Duration::from_secs(15), chrono::Utc::now()).await;
-    assert!(tick.is_err(), "a tick during the outage reports its failure");
+    let tick = run_scaling_tick(
+        store.as_ref(),
+        &settings.policy,
+        Duration::from_secs(15),
+        chrono::Utc::now(),
+    )
+    .await;
+    assert!(
+        tick.is_err(),
+        "a tick during the outage reports its failure"
+    );
 
     proxy.restore();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (status, body) = call(&client, client.get(format!("{base}/api/metrics/mock-outage")).header("Authorization", &auth)).await;
+        let (status, body) = call(
+            &client,
+            client
+                .get(format!("{base}/api/metrics/mock-outage"))
+                .header("Authorization", &auth),
+        )
+        .await;
         if status == StatusCode::OK {
-            assert_eq!(body["metrics"].as_array().unwrap().len(), 10, "acknowledged writes survive");
+            assert_eq!(
+                body["metrics"].as_array().unwrap().len(),
+                10,
+                "acknowledged writes survive"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "no recovery: {status} {body}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let (status, _) = call(&client, client.post(format!("{base}/api/metrics/simulate")).header("Authorization", &auth).json(&sim)).await;
-    assert_eq!(status, StatusCode::CREATED, "writes work again after recovery");
+    let (status, _) = call(
+        &client,
+        client
+            .post(format!("{base}/api/metrics/simulate"))
+            .header("Authorization", &auth)
+            .json(&sim),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "writes work again after recovery"
+    );
     assert!(
-        run_scaling_tick(store.as_ref(), &settings.policy, Duration::from_secs(15), chrono::Utc::now()).await.is_ok(),
+        run_scaling_tick(
+            store.as_ref(),
+            &settings.policy,
+            Duration::from_secs(15),
+            chrono::Utc::now()
+        )
+        .await
+        .is_ok(),
         "jobs work again after recovery"
     );
 
@@ -160,7 +242,11 @@ async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes()
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The server binary on a SQLite file in `dir`.
@@ -169,7 +255,10 @@ fn start_binary(dir: &std::path::Path, port: u16, extra: &[(&str, &str)]) -> Chi
     cmd.current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", format!("sqlite://{}/crash.db", dir.display()))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/crash.db", dir.display()),
+        )
         .env("JWT_SECRET_KEY", helpers::JWT_SECRET)
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
@@ -195,7 +284,11 @@ async fn wait_healthy(base: &str) {
 }
 
 fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -205,7 +298,10 @@ async fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitSta
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(Instant::now() < deadline, "process still running after {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "process still running after {within:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -231,7 +327,10 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
     tokio::time::sleep(Duration::from_millis(30)).await;
     signal(&child, "TERM");
     for request in in_flight {
-        assert_eq!(request.await.unwrap().expect("answered, not dropped"), StatusCode::OK);
+        assert_eq!(
+            request.await.unwrap().expect("answered, not dropped"),
+            StatusCode::OK
+        );
     }
     let status = wait_exit(&mut child, Duration::from_secs(10)).await;
     assert!(status.success(), "exit status {status:?}");
@@ -241,7 +340,10 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
 async fn kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let fast_jobs = [("METRICS_INTERVAL_SECONDS", "1"), ("SCALING_INTERVAL_SECONDS", "1")];
+    let fast_jobs = [
+        ("METRICS_INTERVAL_SECONDS", "1"),
+        ("SCALING_INTERVAL_SECONDS", "1"),
+    ];
     let mut child = start_binary(dir.path(), port, &fast_jobs);
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&base).await;
@@ -249,8 +351,21 @@ async fn kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes()
     let token = login(&client, &base, "crash@example.com").await;
     let auth = format!("Bearer {token}");
     let instance = json!({"instance_id": "mock-crash", "instance_type": "t2.micro", "region": "mock", "is_mock": true});
-    call(&client, client.post(format!("{base}/api/instances/")).header("Authorization", &auth).json(&instance)).await;
-    call(&client, client.patch(format!("{base}/api/instances/mock-crash/monitor/start")).header("Authorization", &auth)).await;
+    call(
+        &client,
+        client
+            .post(format!("{base}/api/instances/"))
+            .header("Authorization", &auth)
+            .json(&instance),
+    )
+    .await;
+    call(
+        &client,
+        client
+            .patch(format!("{base}/api/instances/mock-crash/monitor/start"))
+            .header("Authorization", &auth),
+    )
+    .await;
 
     // Simulations of 2,000 points back to back, then kill -9 in the middle of them.
     const POINTS: usize = 2000;
@@ -259,7 +374,13 @@ async fn kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes()
         let (client, base, auth) = (client.clone(), base.clone(), auth.clone());
         tokio::spawn(async move {
             let mut acknowledged = 0;
-            while let Ok(resp) = client.post(format!("{base}/api/metrics/simulate")).header("Authorization", &auth).json(&sim).send().await {
+            while let Ok(resp) = client
+                .post(format!("{base}/api/metrics/simulate"))
+                .header("Authorization", &auth)
+                .json(&sim)
+                .send()
+                .await
+            {
                 if resp.status() == StatusCode::CREATED {
                     acknowledged += 1;
                 }
@@ -271,18 +392,38 @@ async fn kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes()
     signal(&child, "KILL");
     let _ = wait_exit(&mut child, Duration::from_secs(5)).await;
     let acknowledged = writer.await.unwrap();
-    assert!(acknowledged >= 1, "some simulations completed before the kill");
+    assert!(
+        acknowledged >= 1,
+        "some simulations completed before the kill"
+    );
 
-    let store = autoscaler::store::connect(&format!("sqlite://{}/crash.db", dir.path().display()), &Default::default())
+    let store = autoscaler::store::connect(
+        &format!("sqlite://{}/crash.db", dir.path().display()),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let instance = store
+        .instance_by_instance_id("mock-crash")
         .await
+        .unwrap()
         .unwrap();
-    let instance = store.instance_by_instance_id("mock-crash").await.unwrap().unwrap();
     assert!(instance.is_monitoring);
     let metrics = store.recent_metrics(instance.id, 1_000_000).await.unwrap();
     let simulated = metrics.iter().filter(|m| m.cpu_utilization == 77.7).count();
-    assert_eq!(simulated % POINTS, 0, "{simulated} simulated rows: a partial batch was written");
-    assert!(simulated / POINTS >= acknowledged, "every acknowledged simulation is stored");
-    eprintln!("{acknowledged} simulations acknowledged, {} stored", simulated / POINTS);
+    assert_eq!(
+        simulated % POINTS,
+        0,
+        "{simulated} simulated rows: a partial batch was written"
+    );
+    assert!(
+        simulated / POINTS >= acknowledged,
+        "every acknowledged simulation is stored"
+    );
+    eprintln!(
+        "{acknowledged} simulations acknowledged, {} stored",
+        simulated / POINTS
+    );
     drop(store);
 
     // A restart picks monitoring up where it was.
@@ -291,16 +432,32 @@ async fn kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes()
     wait_healthy(&base).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let (_, body) = call(&client, client.get(format!("{base}/api/metrics/mock-crash?limit=1")).header("Authorization", &auth)).await;
-        let newest = body["metrics"][0]["timestamp"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-        if newest.is_some_and(|t| t > restarted_at && body["metrics"][0]["cpu_utilization"] != 77.7) {
+        let (_, body) = call(
+            &client,
+            client
+                .get(format!("{base}/api/metrics/mock-crash?limit=1"))
+                .header("Authorization", &auth),
+        )
+        .await;
+        let newest = body["metrics"][0]["timestamp"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        if newest.is_some_and(|t| t > restarted_at && body["metrics"][0]["cpu_utilization"] != 77.7)
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "no collection after restart: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "no collection after restart: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     signal(&child, "TERM");
-    assert!(wait_exit(&mut child, Duration::from_secs(10)).await.success());
+    assert!(
+        wait_exit(&mut child, Duration::from_secs(10))
+            .await
+            .success()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,11 +467,17 @@ async fn start_without_a_database_retries_then_exits_naming_database_url() {
     let mut child = start_binary(
         dir.path(),
         free_port(),
-        &[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nothing"), ("DB_STARTUP_TIMEOUT_SECONDS", "2")],
+        &[
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nothing"),
+            ("DB_STARTUP_TIMEOUT_SECONDS", "2"),
+        ],
     );
     let status = wait_exit(&mut child, Duration::from_secs(20)).await;
     assert!(!status.success());
-    assert!(started.elapsed() >= Duration::from_secs(1), "it retried before giving up");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it retried before giving up"
+    );
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("DATABASE_URL"), "{stderr}");
@@ -322,7 +485,9 @@ async fn start_without_a_database_retries_then_exits_naming_database_url() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_beyond_the_concurrency_limit_gets_fast_503s() {
-    let app = helpers::spawn_app_with(helpers::Db::Sqlite, &[("MAX_CONCURRENT_REQUESTS", "1")]).await.unwrap();
+    let app = helpers::spawn_app_with(helpers::Db::Sqlite, &[("MAX_CONCURRENT_REQUESTS", "1")])
+        .await
+        .unwrap();
     app.user("burst@example.com").await;
     let creds = json!({"email": "burst@example.com", "password": "testpass123"});
     let requests: Vec<_> = (0..6)
@@ -331,7 +496,11 @@ async fn a_burst_beyond_the_concurrency_limit_gets_fast_503s() {
             tokio::spawn(async move {
                 let resp = req.send().await.unwrap();
                 let retry_after = resp.headers().contains_key("retry-after");
-                (resp.status(), retry_after, resp.json::<Value>().await.unwrap())
+                (
+                    resp.status(),
+                    retry_after,
+                    resp.json::<Value>().await.unwrap(),
+                )
             })
         })
         .collect();
@@ -343,10 +512,16 @@ async fn a_burst_beyond_the_concurrency_limit_gets_fast_503s() {
             StatusCode::SERVICE_UNAVAILABLE => {
                 rejected += 1;
                 assert!(retry_after);
-                assert_eq!(body, json!({"error": "The server is busy; please retry shortly"}));
+                assert_eq!(
+                    body,
+                    json!({"error": "The server is busy; please retry shortly"})
+                );
             }
             other => panic!("unexpected {other}: {body}"),
         }
     }
-    assert!(rejected >= 1, "with one slot, concurrent logins must be shed");
+    assert!(
+        rejected >= 1,
+        "with one slot, concurrent logins must be shed"
+    );
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use autoscaler::collect::mock::MockSource;
 use autoscaler::collect::{CollectTarget, Collected, MetricSource};
-use autoscaler::jobs::{run_collection_tick, run_scaling_tick};
+use autoscaler::jobs::{run_collection_tick, run_retention_tick, run_scaling_tick};
 use autoscaler::model::{MetricSource as Source, NewMetric};
 use autoscaler::store::PoolSettings;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -65,6 +65,32 @@ impl MetricSource for FailingSource {
 }
 
 on_both_databases! {
+    async fn retention_deletes_only_rows_past_their_age(app) {
+        let token = app.user("retention@example.com").await;
+        app.mock_instance(&token, "mock-old").await;
+        app.patch("/api/instances/mock-old/monitor/start", &token).await;
+        let id = app.instance_uuid("mock-old").await;
+        let now = Utc::now();
+        // Metrics 40 and 10 days old.
+        app.store.insert_metrics(&series(id, now - TimeDelta::days(40), 7, 30, 45.0, 45.0)).await.unwrap();
+        app.store.insert_metrics(&series(id, now - TimeDelta::days(10), 5, 30, 95.0, 45.0)).await.unwrap();
+        // An empty window 100 days ago (no_action), a sustained one 10 days ago (scale_up).
+        scale(&app, now - TimeDelta::days(100)).await;
+        scale(&app, now - TimeDelta::days(10)).await;
+        let before = app.store.recent_decisions(id, 100).await.unwrap();
+        assert_eq!(before.len(), 2, "{before:?}");
+
+        let deleted = run_retention_tick(app.store.as_ref(), 30, 90, now).await.unwrap();
+        assert_eq!(deleted, 7 + 1);
+        let metrics = app.store.recent_metrics(id, 100).await.unwrap();
+        assert_eq!(metrics.len(), 5);
+        assert!(metrics.iter().all(|m| m.timestamp > now - TimeDelta::days(30)));
+        let decisions = app.store.recent_decisions(id, 100).await.unwrap();
+        assert_eq!(decisions.len(), 1);
+        assert!(decisions[0].timestamp > now - TimeDelta::days(90));
+        assert_eq!(run_retention_tick(app.store.as_ref(), 30, 90, now).await.unwrap(), 0);
+    }
+
     async fn the_postman_flow_scales_up_once_and_holds_through_the_cooldown(app) {
         let token = app.user("postman@example.com").await;
         app.mock_instance(&token, "mock-test-1").await;
