@@ -45,10 +45,12 @@ on_both_databases! {
         }
     }
 
-    async fn a_bearer_header_without_a_token_is_401_token_is_missing(app) {
-        let (status, body) = me_with_header(&app, "Bearer ").await;
+    async fn an_empty_or_bare_bearer_header_is_401_token_is_missing(app) {
+        for header in ["Bearer ", "Bearer", "bearer   ", ""] {
+            let (status, body) = me_with_header(&app, header).await;
 
-        assert_eq!((status, body), (StatusCode::UNAUTHORIZED, error("Token is missing")));
+            assert_eq!((status, body), (StatusCode::UNAUTHORIZED, error("Token is missing")), "{header:?}");
+        }
     }
 
     async fn an_expired_token_is_401_token_has_expired_everywhere(app) {
