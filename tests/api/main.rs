@@ -11,6 +11,7 @@ mod jobs;
 mod login_limit;
 mod metrics;
 mod ownership;
+mod races;
 mod request_bodies;
 mod store_contract;
 mod tokens;

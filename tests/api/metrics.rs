@@ -39,7 +39,11 @@ fn metric_timestamps(body: &Value) -> Vec<chrono::DateTime<chrono::Utc>> {
         .as_array()
         .expect("metrics array")
         .iter()
-        .map(|m| m["timestamp"].as_str().unwrap().parse().unwrap())
+        .map(|m| {
+            let text = m["timestamp"].as_str().expect("timestamp string");
+            assert!(text.ends_with('Z'), "{text}");
+            text.parse().expect("RFC 3339 timestamp")
+        })
         .collect()
 }
 
