@@ -28,9 +28,10 @@ pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
 /// Email and password, as sent to register and login.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CredentialsRequest {
-    #[schema(example = "user@example.com")]
+    #[schema(required = true, value_type = String, format = Email, max_length = 254, example = "user@example.com")]
     pub email: Option<String>,
-    #[schema(example = "securepassword123")]
+    /// At least 8 characters.
+    #[schema(required = true, value_type = String, min_length = 8, max_length = 1024, example = "securepassword123")]
     pub password: Option<String>,
 }
 

@@ -88,11 +88,14 @@ impl From<Instance> for InstanceView {
 /// An instance to register: a real EC2 instance, or a mock one.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterInstanceRequest {
-    #[schema(example = "mock-test-1")]
+    /// For a real instance `i-` and 8 or 17 hex digits; for a mock one up to 128
+    /// letters, digits, `-`, `_` or `.`.
+    #[schema(required = true, value_type = String, pattern = "^[A-Za-z0-9._-]{1,128}$", example = "mock-test-1")]
     pub instance_id: Option<String>,
-    #[schema(example = "t2.micro")]
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 64, example = "t2.micro")]
     pub instance_type: Option<String>,
-    #[schema(example = "mock")]
+    /// An AWS region name (`us-east-1`) for a real instance; anything for a mock one.
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 64, example = "mock")]
     pub region: Option<String>,
     /// Mock instances get generated metrics; real ones are read from CloudWatch.
     #[serde(default)]
