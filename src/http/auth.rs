@@ -173,19 +173,17 @@ pub async fn login(
     client: Option<Extension<ConnectInfo<SocketAddr>>>,
     ApiJson(body): ApiJson<CredentialsRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    let creds = body.require()?;
-    let email_key = format!("email:{}", creds.email);
-    let ip_key = client.map(|Extension(ConnectInfo(addr))| format!("ip:{}", addr.ip()));
-    let keys: Vec<&str> = std::iter::once(email_key.as_str())
-        .chain(ip_key.as_deref())
-        .collect();
-    if let Some(retry_after) = state.login_limiter.retry_after(&keys, Instant::now()) {
+    let Credentials { email, password } = body.require()?;
+    let address = client.map(|Extension(ConnectInfo(addr))| addr.ip());
+    if let Some(retry_after) = state
+        .login_limiter
+        .retry_after(&email, address, Instant::now())
+    {
         return Err(ApiError::TooManyRequests { retry_after });
     }
 
-    let user = state.store.user_by_email(&creds.email).await?;
+    let user = state.store.user_by_email(&email).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let password = creds.password;
     // Unknown emails are checked against a fallback hash: same cost, same answer.
     let ok =
         tokio::task::spawn_blocking(move || auth::verify_password(&password, stored.as_deref()))
@@ -194,11 +192,13 @@ pub async fn login(
     let user = match (ok, user) {
         (true, Some(user)) => user,
         _ => {
-            state.login_limiter.record_failure(&keys, Instant::now());
+            state
+                .login_limiter
+                .record_failure(&email, address, Instant::now());
             return Err(ApiError::Unauthorized("Invalid credentials".into()));
         }
     };
-    state.login_limiter.reset(&email_key);
+    state.login_limiter.reset(&email);
     let token = state
         .keys
         .issue(user.id, Utc::now())

@@ -1,54 +1,79 @@
-//! Brute-force protection for login: failed attempts are counted per email and per
-//! client address in fixed windows; past the limit the answer is 429 with Retry-After.
-//! Counts live in this process: behind several replicas each keeps its own.
+//! Brute-force protection for login. Failed attempts are counted per email and per
+//! client address in fixed windows; past the limit the answer is 429 with
+//! Retry-After. An address gets ten times the allowance of an email, since many
+//! users may share one (an office NAT, a proxy) and one of them guessing must not
+//! lock the others out. Counts live in this process: each replica keeps its own.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long failed attempts are remembered.
 pub(super) const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 
+/// How many times an email's allowance one client address gets.
+const ADDRESS_FACTOR: u32 = 10;
+
 /// Entries kept before expired ones are swept, bounding memory under a flood.
 const SWEEP_AT: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Email(String),
+    Address(IpAddr),
+}
 
 /// Failed-login counters.
 #[derive(Debug)]
 pub struct LoginLimiter {
-    limit: u32,
+    per_email: u32,
     window: Duration,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    failures: Mutex<HashMap<Key, (u32, Instant)>>,
 }
 
 impl LoginLimiter {
-    pub fn new(limit: u32, window: Duration) -> Self {
+    /// `per_email` failures per email (and ten times as many per address) in `window`.
+    pub fn new(per_email: u32, window: Duration) -> Self {
         LoginLimiter {
-            limit,
+            per_email,
             window,
             failures: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Seconds to wait if any of `keys` is over the limit.
-    pub fn retry_after(&self, keys: &[&str], now: Instant) -> Option<u64> {
+    fn keys(email: &str, address: Option<IpAddr>) -> impl Iterator<Item = Key> {
+        std::iter::once(Key::Email(email.to_owned())).chain(address.map(Key::Address))
+    }
+
+    fn limit(&self, key: &Key) -> u32 {
+        match key {
+            Key::Email(_) => self.per_email,
+            Key::Address(_) => self.per_email.saturating_mul(ADDRESS_FACTOR),
+        }
+    }
+
+    /// Seconds to wait if the email or the address is over its limit.
+    pub fn retry_after(&self, email: &str, address: Option<IpAddr>, now: Instant) -> Option<u64> {
         let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        keys.iter()
-            .filter_map(|k| failures.get(*k))
-            .filter(|(count, start)| {
-                *count >= self.limit && now.duration_since(*start) < self.window
+        Self::keys(email, address)
+            .filter_map(|key| {
+                let (count, start) = failures.get(&key)?;
+                let age = now.duration_since(*start);
+                (*count >= self.limit(&key) && age < self.window)
+                    .then(|| (self.window - age).as_secs().max(1))
             })
-            .map(|(_, start)| (self.window - now.duration_since(*start)).as_secs().max(1))
             .max()
     }
 
-    /// Counts a failed attempt against each of `keys`.
-    pub fn record_failure(&self, keys: &[&str], now: Instant) {
+    /// Counts a failed attempt against the email and the address.
+    pub fn record_failure(&self, email: &str, address: Option<IpAddr>, now: Instant) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if failures.len() >= SWEEP_AT {
             failures.retain(|_, (_, start)| now.duration_since(*start) < self.window);
         }
-        for key in keys {
-            let entry = failures.entry((*key).to_owned()).or_insert((0, now));
+        for key in Self::keys(email, address) {
+            let entry = failures.entry(key).or_insert((0, now));
             if now.duration_since(entry.1) >= self.window {
                 *entry = (0, now);
             }
@@ -56,12 +81,13 @@ impl LoginLimiter {
         }
     }
 
-    /// Forgets the failures of `key` (after a successful login).
-    pub fn reset(&self, key: &str) {
+    /// Forgets the failures of `email` after a successful login. The address keeps
+    /// its count, or an attacker could reset it by logging into an account of their own.
+    pub fn reset(&self, email: &str) {
         self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+            .remove(&Key::Email(email.to_owned()));
     }
 }
 
@@ -69,25 +95,48 @@ impl LoginLimiter {
 mod tests {
     use super::*;
 
+    const A: &str = "a@example.com";
+
     #[test]
-    fn blocks_after_the_limit_until_the_window_passes() {
+    fn an_email_is_blocked_after_the_limit_until_the_window_passes() {
         let limiter = LoginLimiter::new(3, Duration::from_secs(60));
         let t0 = Instant::now();
         for _ in 0..2 {
-            limiter.record_failure(&["email:a"], t0);
+            limiter.record_failure(A, None, t0);
         }
-        assert_eq!(limiter.retry_after(&["email:a"], t0), None);
-        limiter.record_failure(&["email:a"], t0);
+        assert_eq!(limiter.retry_after(A, None, t0), None);
+        limiter.record_failure(A, None, t0);
         assert_eq!(
-            limiter.retry_after(&["email:a"], t0 + Duration::from_secs(10)),
+            limiter.retry_after(A, None, t0 + Duration::from_secs(10)),
             Some(50)
         );
-        assert_eq!(limiter.retry_after(&["email:b"], t0), None);
+        assert_eq!(limiter.retry_after("b@example.com", None, t0), None);
         assert_eq!(
-            limiter.retry_after(&["email:a"], t0 + Duration::from_secs(60)),
+            limiter.retry_after(A, None, t0 + Duration::from_secs(60)),
             None
         );
-        limiter.reset("email:a");
-        assert_eq!(limiter.retry_after(&["email:a"], t0), None);
+        limiter.reset(A);
+        assert_eq!(limiter.retry_after(A, None, t0), None);
+    }
+
+    #[test]
+    fn an_address_gets_ten_times_the_allowance_and_survives_a_success() {
+        let limiter = LoginLimiter::new(2, Duration::from_secs(60));
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        let t0 = Instant::now();
+        for i in 0..19 {
+            limiter.record_failure(&format!("user{i}@example.com"), Some(ip), t0);
+        }
+        assert_eq!(limiter.retry_after("new@example.com", Some(ip), t0), None);
+        limiter.record_failure("user19@example.com", Some(ip), t0);
+        limiter.reset("user19@example.com");
+        assert_eq!(
+            limiter.retry_after("new@example.com", Some(ip), t0),
+            Some(60)
+        );
+        assert_eq!(
+            limiter.retry_after("new@example.com", Some([10, 0, 0, 2].into()), t0),
+            None
+        );
     }
 }

@@ -434,12 +434,14 @@ pub async fn simulate(
                 },
             })
         }
-        Some((duration, interval, points)) => SimulateResponse::Prolonged(SimulateProlongedResponse {
-            message: format!("Created {points} simulated metrics over {duration} minutes"),
-            metrics_created: points,
-            duration_minutes: duration,
-            interval_seconds: interval,
-        }),
+        Some((duration, interval, points)) => {
+            SimulateResponse::Prolonged(SimulateProlongedResponse {
+                message: format!("Created {points} simulated metrics over {duration} minutes"),
+                metrics_created: points,
+                duration_minutes: duration,
+                interval_seconds: interval,
+            })
+        }
     };
     Ok((StatusCode::CREATED, Json(response)))
 }
