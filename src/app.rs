@@ -133,7 +133,9 @@ async fn connect_with_retry(settings: &Settings) -> anyhow::Result<Arc<dyn Store
     loop {
         match store::connect(&settings.database_url, &pool).await {
             Ok(store) => return Ok(store),
-            Err(e) if started.elapsed() + delay < settings.db_startup_timeout && is_transient(&e) => {
+            Err(e)
+                if started.elapsed() + delay < settings.db_startup_timeout && is_transient(&e) =>
+            {
                 tracing::warn!("database {shown} not reachable yet ({e:#}); retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));

@@ -113,7 +113,12 @@ impl Settings {
             decisions_retention_days: parse("DECISIONS_RETENTION_DAYS", 90, 1, 3650)? as i64,
             db_max_connections: parse("DB_MAX_CONNECTIONS", 16, 1, 1000)? as u32,
             db_acquire_timeout: Duration::from_secs(parse("DB_ACQUIRE_TIMEOUT_SECONDS", 3, 1, 60)?),
-            db_startup_timeout: Duration::from_secs(parse("DB_STARTUP_TIMEOUT_SECONDS", 60, 0, 3600)?),
+            db_startup_timeout: Duration::from_secs(parse(
+                "DB_STARTUP_TIMEOUT_SECONDS",
+                60,
+                0,
+                3600,
+            )?),
             max_concurrent_requests: parse("MAX_CONCURRENT_REQUESTS", 1024, 1, 1_000_000)? as usize,
             request_timeout: Duration::from_secs(parse("REQUEST_TIMEOUT_SECONDS", 10, 1, 600)?),
             login_attempts_per_window: parse("LOGIN_ATTEMPTS_PER_WINDOW", 10, 1, 10_000)? as u32,

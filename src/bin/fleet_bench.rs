@@ -362,7 +362,9 @@ impl Database {
                     }
                 }
             }
-            Some(other) => bail!("--database-url must be postgres://... or sqlite:... (got {other:?})"),
+            Some(other) => {
+                bail!("--database-url must be postgres://... or sqlite:... (got {other:?})")
+            }
         }
     }
 
@@ -389,6 +391,20 @@ impl Database {
                 Arc::new(store)
             }
         })
+    }
+
+    /// On PostgreSQL, what autovacuum does to a live database after a bulk load:
+    /// without statistics the planner guesses, and this server runs with
+    /// autovacuum off. The ticks themselves then run without any vacuum (the worst
+    /// case: as if autovacuum lagged behind).
+    async fn settle(&self) -> anyhow::Result<()> {
+        if let Database::Postgres { url, .. } = self {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(url).await?;
+            sqlx::query("VACUUM ANALYZE").execute(&mut conn).await?;
+            conn.close().await?;
+        }
+        Ok(())
     }
 
     async fn clean_up(self, keep: bool) {
@@ -568,7 +584,12 @@ async fn run_ticks(
 ) -> anyhow::Result<Vec<Duration>> {
     let (name, interval, rows_label, events_label) = match kind {
         Kind::Scaling => ("scaling", SCALING_INTERVAL, "decisions recorded", "actions"),
-        Kind::Collection => ("collection", COLLECTION_INTERVAL, "metrics stored", "failed"),
+        Kind::Collection => (
+            "collection",
+            COLLECTION_INTERVAL,
+            "metrics stored",
+            "failed",
+        ),
     };
     let mut times = Vec::with_capacity(ticks);
     for t in 0..ticks {
@@ -662,6 +683,7 @@ async fn run(args: &Args, db: &Database) -> anyhow::Result<()> {
         (seeding.elapsed() - instances_took).as_secs_f64()
     );
     drop(ids);
+    db.settle().await?;
     let (rss_seeded, _) = memory_mib();
     for r in &replicas {
         r.take();

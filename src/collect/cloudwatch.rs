@@ -850,7 +850,11 @@ mod tests {
             Some(&to_aws_time(at(11, 48, 0))),
             "the older window of the two"
         );
-        assert_eq!(request.end_time(), Some(&to_aws_time(floor_to_period(now))), "only complete minutes are read");
+        assert_eq!(
+            request.end_time(),
+            Some(&to_aws_time(floor_to_period(now))),
+            "only complete minutes are read"
+        );
         let cpu = request.metric_data_queries()[0].metric_stat().unwrap();
         assert_eq!((cpu.period(), cpu.stat()), (Some(60), Some("Average")));
     }

@@ -377,9 +377,9 @@ impl Store for PostgresStore {
     async fn claim_collection(&self, slot: i64, limit: i64) -> StoreResult<Vec<CollectTarget>> {
         let rows: Vec<(Uuid, String, String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
             "UPDATE instances SET collect_slot = $1
-             WHERE id IN (SELECT id FROM instances
-                          WHERE is_monitoring AND collect_slot < $1
-                          LIMIT $2 FOR UPDATE SKIP LOCKED)
+             WHERE id = ANY(ARRAY(SELECT id FROM instances
+                                  WHERE is_monitoring AND collect_slot < $1
+                                  LIMIT $2 FOR UPDATE SKIP LOCKED))
              RETURNING id, instance_id, region, is_mock, last_collected_at",
         )
         .bind(slot)
@@ -436,9 +436,9 @@ impl Store for PostgresStore {
     async fn claim_scaling(&self, slot: i64, limit: i64) -> StoreResult<Vec<ScalingCandidate>> {
         let rows: Vec<(Uuid, i32, Option<DateTime<Utc>>, Option<String>)> = sqlx::query_as(
             "UPDATE instances SET scale_slot = $1
-             WHERE id IN (SELECT id FROM instances
-                          WHERE is_monitoring AND scale_slot < $1
-                          LIMIT $2 FOR UPDATE SKIP LOCKED)
+             WHERE id = ANY(ARRAY(SELECT id FROM instances
+                                  WHERE is_monitoring AND scale_slot < $1
+                                  LIMIT $2 FOR UPDATE SKIP LOCKED))
              RETURNING id, scale_level, last_action_at, last_decision",
         )
         .bind(slot)
@@ -463,8 +463,12 @@ impl Store for PostgresStore {
         until: DateTime<Utc>,
     ) -> StoreResult<Vec<(Uuid, Sample)>> {
         let rows: Vec<WindowRow> = sqlx::query_as(
-            "SELECT instance, id, ts, cpu_utilization, memory_usage, network_in, network_out, is_outlier
-             FROM metrics WHERE instance = ANY($1) AND ts > $2 AND ts <= $3",
+            "SELECT m.instance, m.id, m.ts, m.cpu_utilization, m.memory_usage, m.network_in,
+                    m.network_out, m.is_outlier
+             FROM UNNEST($1::uuid[]) AS u(id)
+             CROSS JOIN LATERAL (SELECT * FROM metrics
+                                 WHERE instance = u.id AND ts > $2 AND ts <= $3
+                                 OFFSET 0) AS m",
         )
         .bind(instances)
         .bind(since)
