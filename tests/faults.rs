@@ -249,16 +249,18 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The server binary on a SQLite file in `dir`.
-fn start_binary(dir: &std::path::Path, port: u16, extra: &[(&str, &str)]) -> Child {
+/// The server binary on `database_url`, working in `dir`.
+fn start_binary(
+    dir: &std::path::Path,
+    database_url: &str,
+    port: u16,
+    extra: &[(&str, &str)],
+) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_autoscaler"));
     cmd.current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/crash.db", dir.display()),
-        )
+        .env("DATABASE_URL", database_url)
         .env("JWT_SECRET_KEY", helpers::JWT_SECRET)
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
@@ -306,45 +308,114 @@ async fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitSta
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
+/// Runs `case` on a fresh database of each kind (PostgreSQL when available).
+macro_rules! on_both_databases {
+    ($($case:ident => $sqlite:ident, $postgres:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            let (url, _guard) = helpers::fresh_database(helpers::Db::Sqlite).await.unwrap();
+            $case(&url).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            match helpers::fresh_database(helpers::Db::Postgres).await {
+                Some((url, _guard)) => $case(&url).await,
+                None => eprintln!("TEST_DATABASE_URL not set: skipped"),
+            }
+        }
+    )*};
+}
+
+on_both_databases! {
+    sigterm_lets_in_flight_requests_finish_and_exits_zero =>
+        sigterm_lets_in_flight_requests_finish_and_exits_zero_on_sqlite,
+        sigterm_lets_in_flight_requests_finish_and_exits_zero_on_postgres;
+    kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes =>
+        kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes_on_sqlite,
+        kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes_on_postgres;
+}
+
+async fn sigterm_lets_in_flight_requests_finish_and_exits_zero(database_url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = start_binary(dir.path(), port, &[]);
+    let mut child = start_binary(dir.path(), database_url, port, &[]);
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&base).await;
     let client = reqwest::Client::new();
-    login(&client, &base, "term@example.com").await;
+    let token = login(&client, &base, "term@example.com").await;
+    let auth = format!("Bearer {token}");
+    let instance = json!({"instance_id": "mock-term", "instance_type": "t2.micro", "region": "mock", "is_mock": true});
+    call(
+        &client,
+        client
+            .post(format!("{base}/api/instances/"))
+            .header("Authorization", &auth)
+            .json(&instance),
+    )
+    .await;
 
-    // Logins take an argon2 verification each: several are in flight at SIGTERM.
+    // Logins (an argon2 verification each) and 10,000-point simulations: several
+    // are still in flight when SIGTERM arrives.
     let creds = json!({"email": "term@example.com", "password": "testpass123"});
-    let in_flight: Vec<_> = (0..6)
-        .map(|_| {
-            let req = client.post(format!("{base}/api/auth/login")).json(&creds);
+    let sim = json!({"instance_id": "mock-term", "cpu_utilization": 50.0, "duration_minutes": 1000, "interval_seconds": 6});
+    let in_flight: Vec<_> = (0..12)
+        .map(|i| {
+            let req = if i % 2 == 0 {
+                client.post(format!("{base}/api/auth/login")).json(&creds)
+            } else {
+                client
+                    .post(format!("{base}/api/metrics/simulate"))
+                    .header("Authorization", &auth)
+                    .json(&sim)
+            };
             tokio::spawn(async move { req.send().await.map(|r| r.status()) })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
     signal(&child, "TERM");
-    for request in in_flight {
+    for (i, request) in in_flight.into_iter().enumerate() {
+        let expected = if i % 2 == 0 {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
         assert_eq!(
             request.await.unwrap().expect("answered, not dropped"),
-            StatusCode::OK
+            expected
         );
     }
     let status = wait_exit(&mut child, Duration::from_secs(10)).await;
     assert!(status.success(), "exit status {status:?}");
+
+    let store = autoscaler::store::connect(database_url, &Default::default())
+        .await
+        .unwrap();
+    let instance = store
+        .instance_by_instance_id("mock-term")
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = store
+        .recent_metrics(instance.id, 1_000_000)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(
+        stored,
+        6 * 10_000,
+        "every acknowledged simulation was stored"
+    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes() {
+async fn kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes(database_url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let fast_jobs = [
         ("METRICS_INTERVAL_SECONDS", "1"),
         ("SCALING_INTERVAL_SECONDS", "1"),
     ];
-    let mut child = start_binary(dir.path(), port, &fast_jobs);
+    let mut child = start_binary(dir.path(), database_url, port, &fast_jobs);
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&base).await;
     let client = reqwest::Client::new();
@@ -397,12 +468,9 @@ async fn kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes()
         "some simulations completed before the kill"
     );
 
-    let store = autoscaler::store::connect(
-        &format!("sqlite://{}/crash.db", dir.path().display()),
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let store = autoscaler::store::connect(database_url, &Default::default())
+        .await
+        .unwrap();
     let instance = store
         .instance_by_instance_id("mock-crash")
         .await
@@ -428,7 +496,7 @@ async fn kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes()
 
     // A restart picks monitoring up where it was.
     let restarted_at = chrono::Utc::now();
-    let mut child = start_binary(dir.path(), port, &fast_jobs);
+    let mut child = start_binary(dir.path(), database_url, port, &fast_jobs);
     wait_healthy(&base).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -466,11 +534,9 @@ async fn start_without_a_database_retries_then_exits_naming_database_url() {
     let started = Instant::now();
     let mut child = start_binary(
         dir.path(),
+        "postgres://postgres@127.0.0.1:1/nothing",
         free_port(),
-        &[
-            ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nothing"),
-            ("DB_STARTUP_TIMEOUT_SECONDS", "2"),
-        ],
+        &[("DB_STARTUP_TIMEOUT_SECONDS", "2")],
     );
     let status = wait_exit(&mut child, Duration::from_secs(20)).await;
     assert!(!status.success());
@@ -484,10 +550,20 @@ async fn start_without_a_database_retries_then_exits_naming_database_url() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_beyond_the_concurrency_limit_gets_fast_503s() {
-    let app = helpers::spawn_app_with(helpers::Db::Sqlite, &[("MAX_CONCURRENT_REQUESTS", "1")])
-        .await
-        .unwrap();
+async fn a_burst_beyond_the_concurrency_limit_gets_fast_503s_on_sqlite() {
+    a_burst_beyond_the_concurrency_limit_gets_fast_503s(helpers::Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_the_concurrency_limit_gets_fast_503s_on_postgres() {
+    a_burst_beyond_the_concurrency_limit_gets_fast_503s(helpers::Db::Postgres).await;
+}
+
+async fn a_burst_beyond_the_concurrency_limit_gets_fast_503s(db: helpers::Db) {
+    let Some(app) = helpers::spawn_app_with(db, &[("MAX_CONCURRENT_REQUESTS", "1")]).await else {
+        eprintln!("TEST_DATABASE_URL not set: skipped");
+        return;
+    };
     app.user("burst@example.com").await;
     let creds = json!({"email": "burst@example.com", "password": "testpass123"});
     let requests: Vec<_> = (0..6)

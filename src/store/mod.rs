@@ -34,10 +34,21 @@ impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            // Connection exceptions (class 08) and the server shutting down or
+            // starting up (57P01-57P03): the database, not the query, is the problem.
+            sqlx::Error::Database(db)
+                if db.code().is_some_and(|c| {
+                    c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")
+                }) =>
+            {
+                StoreError::Unavailable(err)
+            }
+            // A connection cut mid-handshake or mid-reply surfaces as a protocol error.
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
             _ => StoreError::Other(err),
         }

@@ -28,7 +28,7 @@ pub struct TestApp {
     _db: DbGuard,
 }
 
-enum DbGuard {
+pub enum DbGuard {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
     Postgres { admin_url: String, name: String },
 }
@@ -103,7 +103,7 @@ pub fn test_settings(database_url: &str, overrides: &[(&str, &str)]) -> Settings
 }
 
 /// A fresh, empty database: `(url, guard)`. `None` when PostgreSQL is unavailable.
-async fn fresh_database(db: Db) -> Option<(String, DbGuard)> {
+pub async fn fresh_database(db: Db) -> Option<(String, DbGuard)> {
     match db {
         Db::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
