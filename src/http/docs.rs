@@ -56,3 +56,25 @@ impl Modify for BearerAuth {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `static/openapi.json` is the committed copy of the document, for importing into
+    /// Postman or generating clients without running the server. It must match what
+    /// the handlers generate; `UPDATE_OPENAPI=1 cargo test` rewrites it.
+    #[test]
+    fn the_committed_openapi_document_is_current() {
+        let generated = ApiDoc::openapi().to_pretty_json().unwrap() + "\n";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/static/openapi.json");
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "static/openapi.json is stale: run UPDATE_OPENAPI=1 cargo test --lib openapi"
+        );
+    }
+}
