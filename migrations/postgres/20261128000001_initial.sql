@@ -29,11 +29,17 @@ CREATE TABLE instances (
     collect_slot          bigint NOT NULL DEFAULT 0,
     scale_slot            bigint NOT NULL DEFAULT 0,
     created_at            timestamptz NOT NULL DEFAULT now()
-);
+)
+-- The jobs rewrite every monitored row several times a minute (the two claims,
+-- the collection status, decisions). Half-empty pages let each new row version
+-- stay on its page as a HOT update: no index entries to add, and the dead
+-- versions are pruned as pages are read, without waiting for vacuum.
+WITH (fillfactor = 50);
 CREATE INDEX instances_user_idx ON instances (user_id);
--- The claim queries look for monitored rows whose slot is behind the current tick.
-CREATE INDEX instances_collect_due_idx ON instances (collect_slot) WHERE is_monitoring;
-CREATE INDEX instances_scale_due_idx ON instances (scale_slot) WHERE is_monitoring;
+-- No index on collect_slot / scale_slot, on purpose: a claim bumps them, and an
+-- indexed column changing makes every claim a non-HOT update that adds an entry
+-- to each index. Claims walk the primary key in id order instead (see
+-- PostgresStore::claim).
 
 CREATE TABLE metrics (
     id              uuid PRIMARY KEY,
@@ -48,8 +54,10 @@ CREATE TABLE metrics (
     is_outlier      boolean NOT NULL DEFAULT false,
     outlier_type    text CHECK (outlier_type IN ('scale_up', 'scale_down'))
 );
--- Newest-first reads per instance, and the scaling window of a batch of instances.
-CREATE INDEX metrics_instance_ts_idx ON metrics (instance, ts DESC);
+-- Newest-first reads per instance (in exactly the API's order, so `LIMIT n` reads
+-- n entries and sorts nothing, however skewed the statistics), and the scaling
+-- window of a batch of instances (one range scan per instance).
+CREATE INDEX metrics_instance_ts_idx ON metrics (instance, ts DESC, id DESC);
 -- Retention deletes by age.
 CREATE INDEX metrics_ts_idx ON metrics (ts);
 -- A CloudWatch datapoint is stored once, however often it is read back.
@@ -68,5 +76,5 @@ CREATE TABLE scaling_decisions (
     level_before    integer NOT NULL,
     level_after     integer NOT NULL
 );
-CREATE INDEX scaling_decisions_instance_ts_idx ON scaling_decisions (instance, ts DESC);
+CREATE INDEX scaling_decisions_instance_ts_idx ON scaling_decisions (instance, ts DESC, id DESC);
 CREATE INDEX scaling_decisions_ts_idx ON scaling_decisions (ts);

@@ -25,7 +25,12 @@ CREATE TABLE instances (
     collect_slot          INTEGER NOT NULL DEFAULT 0,
     scale_slot            INTEGER NOT NULL DEFAULT 0,
     created_at            INTEGER NOT NULL
-);
+)
+-- Stored in id order: the claim indexes below end in id, so each batch a tick
+-- claims is a run of neighbouring ids, and its status and decision updates (and
+-- its metrics' entries in metrics_instance_ts_idx) fall on a few neighbouring
+-- pages instead of one page per instance.
+WITHOUT ROWID;
 CREATE INDEX instances_user_idx ON instances (user_id);
 CREATE INDEX instances_collect_due_idx ON instances (collect_slot) WHERE is_monitoring = 1;
 CREATE INDEX instances_scale_due_idx ON instances (scale_slot) WHERE is_monitoring = 1;
@@ -42,7 +47,9 @@ CREATE TABLE metrics (
     is_outlier      INTEGER NOT NULL DEFAULT 0,
     outlier_type    TEXT CHECK (outlier_type IN ('scale_up', 'scale_down'))
 );
-CREATE INDEX metrics_instance_ts_idx ON metrics (instance, ts DESC);
+-- In the API's order (newest first, id breaking ties), so `LIMIT n` reads n
+-- entries and sorts nothing; also the scaling window's range scan per instance.
+CREATE INDEX metrics_instance_ts_idx ON metrics (instance, ts DESC, id DESC);
 CREATE INDEX metrics_ts_idx ON metrics (ts);
 CREATE UNIQUE INDEX metrics_cloudwatch_point_idx ON metrics (instance, ts) WHERE source = 'cloudwatch';
 
@@ -59,5 +66,5 @@ CREATE TABLE scaling_decisions (
     level_before    INTEGER NOT NULL,
     level_after     INTEGER NOT NULL
 );
-CREATE INDEX scaling_decisions_instance_ts_idx ON scaling_decisions (instance, ts DESC);
+CREATE INDEX scaling_decisions_instance_ts_idx ON scaling_decisions (instance, ts DESC, id DESC);
 CREATE INDEX scaling_decisions_ts_idx ON scaling_decisions (ts);

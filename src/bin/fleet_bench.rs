@@ -34,10 +34,9 @@ use autoscaler::store::{
 /// The service's default intervals (METRICS_INTERVAL_SECONDS, SCALING_INTERVAL_SECONDS).
 const SCALING_INTERVAL: Duration = Duration::from_secs(15);
 const COLLECTION_INTERVAL: Duration = Duration::from_secs(30);
-/// Metrics per `insert_metrics` call while seeding.
-const SEED_CHUNK: usize = 10_000;
-/// Instances registered at once while seeding.
-const SEED_CONCURRENCY: usize = 8;
+/// Metrics per `insert_metrics` call while seeding: the jobs' own batch size, so
+/// seeding leaves no larger allocations behind than the ticks make.
+const SEED_CHUNK: usize = autoscaler::jobs::BATCH_SIZE as usize;
 /// One instance in this many runs hot (CPU ~95 %), so the first tick scales it up
 /// and the level-change path is exercised too.
 const HOT_EVERY: usize = 100;
@@ -146,10 +145,12 @@ const OPS: [(Op, &str); 5] = [
 /// Calls and total time per `Op`.
 type Stats = [(u32, Duration); 5];
 
-/// Forwards to `inner`, adding up the time spent in each hot call.
+/// Forwards to `inner`, adding up the time spent in each hot call and noting
+/// which instances its claims handed out.
 struct TimedStore {
     inner: Arc<dyn Store>,
     stats: Mutex<Stats>,
+    claimed: Mutex<Vec<Uuid>>,
 }
 
 impl TimedStore {
@@ -157,7 +158,17 @@ impl TimedStore {
         TimedStore {
             inner,
             stats: Mutex::new(Default::default()),
+            claimed: Mutex::new(Vec::new()),
         }
+    }
+
+    fn note_claimed(&self, ids: impl Iterator<Item = Uuid>) {
+        self.claimed.lock().expect("claimed lock").extend(ids);
+    }
+
+    /// The instances claimed since the last call, reset.
+    fn take_claimed(&self) -> Vec<Uuid> {
+        std::mem::take(&mut *self.claimed.lock().expect("claimed lock"))
     }
 
     async fn timed<T>(&self, op: Op, call: impl Future<Output = T>) -> T {
@@ -224,11 +235,14 @@ impl Store for TimedStore {
         self.inner.recent_decisions(instance, limit).await
     }
     async fn claim_collection(&self, slot: i64, limit: i64) -> StoreResult<Vec<CollectTarget>> {
-        self.timed(
-            Op::ClaimCollection,
-            self.inner.claim_collection(slot, limit),
-        )
-        .await
+        let targets = self
+            .timed(
+                Op::ClaimCollection,
+                self.inner.claim_collection(slot, limit),
+            )
+            .await?;
+        self.note_claimed(targets.iter().map(|t| t.id));
+        Ok(targets)
     }
     async fn record_collection(
         &self,
@@ -242,8 +256,11 @@ impl Store for TimedStore {
         .await
     }
     async fn claim_scaling(&self, slot: i64, limit: i64) -> StoreResult<Vec<ScalingCandidate>> {
-        self.timed(Op::ClaimScaling, self.inner.claim_scaling(slot, limit))
-            .await
+        let candidates = self
+            .timed(Op::ClaimScaling, self.inner.claim_scaling(slot, limit))
+            .await?;
+        self.note_claimed(candidates.iter().map(|c| c.id));
+        Ok(candidates)
     }
     async fn windows(
         &self,
@@ -445,8 +462,13 @@ impl Database {
 // Seeding.
 
 /// Registers one user with `n` monitored mock instances; returns their ids in
-/// registration order.
+/// registration order. PostgreSQL takes several registrations at once; SQLite
+/// writes one at a time anyway, and more connections would only add page caches.
 async fn seed_instances(store: &dyn Store, n: usize) -> anyhow::Result<Vec<Uuid>> {
+    let concurrency = match store.backend() {
+        Backend::Postgres => 8,
+        Backend::Sqlite => 1,
+    };
     let user = store
         .create_user(
             &format!("fleet-bench-{}@example.com", Uuid::new_v4().simple()),
@@ -467,7 +489,7 @@ async fn seed_instances(store: &dyn Store, n: usize) -> anyhow::Result<Vec<Uuid>
             store.set_monitoring(instance.id, true).await?;
             Ok::<_, anyhow::Error>((i, instance.id))
         })
-        .buffer_unordered(SEED_CONCURRENCY)
+        .buffer_unordered(concurrency)
         .try_collect()
         .await?;
     ids.sort_unstable();
@@ -475,7 +497,7 @@ async fn seed_instances(store: &dyn Store, n: usize) -> anyhow::Result<Vec<Uuid>
 }
 
 /// Stores `samples` metrics per instance, `spacing` apart and ending at `newest`,
-/// written time slice by time slice (as collection writes them) in chunks.
+/// written time slice by time slice and in chunks, as collection writes them.
 async fn seed_metrics(
     store: &dyn Store,
     ids: &[Uuid],
@@ -500,7 +522,7 @@ async fn seed_metrics(
                         last_collected_at: None,
                     };
                     let mut m = mock::sample(&target, ts, &mut rng);
-                    if (c * SEED_CHUNK + k) % HOT_EVERY == 0 {
+                    if (c * SEED_CHUNK + k).is_multiple_of(HOT_EVERY) {
                         m.cpu_utilization = rng.random_range(93.0..=98.0);
                     }
                     m
@@ -520,6 +542,10 @@ struct TickRun {
     elapsed: Duration,
     reports: Vec<TickReport>,
     stats: Vec<Stats>,
+    /// Distinct instances claimed across the replicas, and claims of an instance
+    /// that another claim (of any replica) had already handed out in this tick.
+    distinct: usize,
+    duplicates: usize,
 }
 
 impl TickRun {
@@ -565,15 +591,43 @@ async fn run_tick(
     }))
     .await?;
     let elapsed = started.elapsed();
+    let mut seen = std::collections::HashSet::new();
+    let mut duplicates = 0;
+    for id in replicas.iter().flat_map(|s| s.take_claimed()) {
+        if !seen.insert(id) {
+            duplicates += 1;
+        }
+    }
     Ok(TickRun {
         elapsed,
         reports,
         stats: replicas.iter().map(|s| s.take()).collect(),
+        distinct: seen.len(),
+        duplicates,
     })
 }
 
-/// Runs `ticks` ticks of `kind` `interval` apart from `start`, printing each;
-/// returns their durations. Fails if a tick did not handle each instance once.
+/// The durations of a series of ticks, and how many instances each replica
+/// handled in each.
+struct Series {
+    times: Vec<Duration>,
+    shares: Vec<Vec<usize>>,
+}
+
+impl Series {
+    /// `5000/5000, 4000/6000, ...`
+    fn shares(&self) -> String {
+        self.shares
+            .iter()
+            .map(|s| s.iter().map(usize::to_string).collect::<Vec<_>>().join("/"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Runs `ticks` ticks of `kind` `interval` apart from `start`, printing each.
+/// Fails unless every tick handed each of the `expected` instances to exactly one
+/// claim of one replica.
 async fn run_ticks(
     kind: Kind,
     replicas: &[Arc<TimedStore>],
@@ -581,7 +635,7 @@ async fn run_ticks(
     start: DateTime<Utc>,
     ticks: usize,
     expected: usize,
-) -> anyhow::Result<Vec<Duration>> {
+) -> anyhow::Result<Series> {
     let (name, interval, rows_label, events_label) = match kind {
         Kind::Scaling => ("scaling", SCALING_INTERVAL, "decisions recorded", "actions"),
         Kind::Collection => (
@@ -591,7 +645,10 @@ async fn run_ticks(
             "failed",
         ),
     };
-    let mut times = Vec::with_capacity(ticks);
+    let mut series = Series {
+        times: Vec::with_capacity(ticks),
+        shares: Vec::with_capacity(ticks),
+    };
     for t in 0..ticks {
         let now = start + TimeDelta::from_std(interval)? * t as i32;
         let run = run_tick(kind, replicas, policy, now).await?;
@@ -612,16 +669,22 @@ async fn run_ticks(
             };
             println!("               {who}{}", breakdown(stats));
         }
-        if total.instances != expected {
+        if total.instances != expected || run.distinct != expected || run.duplicates > 0 {
             bail!(
-                "{name} tick {} handled {} instances, expected exactly {expected}",
+                "{name} tick {} handled {} instances ({} distinct, {} claimed twice), \
+                 expected each of {expected} exactly once",
                 t + 1,
-                total.instances
+                total.instances,
+                run.distinct,
+                run.duplicates
             );
         }
-        times.push(run.elapsed);
+        series.times.push(run.elapsed);
+        series
+            .shares
+            .push(run.reports.iter().map(|r| r.instances).collect());
     }
-    Ok(times)
+    Ok(series)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -673,8 +736,11 @@ async fn run(args: &Args, db: &Database) -> anyhow::Result<()> {
     );
 
     let seeding = Instant::now();
-    let ids = seed_instances(store, args.instances).await?;
+    let mut ids = seed_instances(store, args.instances).await?;
     let instances_took = seeding.elapsed();
+    // Both stores claim in id order, so that is the order in which the collection
+    // tick writes each time slice of metrics: seed them the same way.
+    ids.sort_unstable();
     let seeded = seed_metrics(store, &ids, args.samples, spacing, start).await?;
     println!(
         "seeded {} instances in {:.1} s and {seeded} metrics in {:.1} s",
@@ -687,6 +753,7 @@ async fn run(args: &Args, db: &Database) -> anyhow::Result<()> {
     let (rss_seeded, _) = memory_mib();
     for r in &replicas {
         r.take();
+        r.take_claimed();
     }
 
     let scaling = run_ticks(
@@ -710,6 +777,11 @@ async fn run(args: &Args, db: &Database) -> anyhow::Result<()> {
     let (rss, hwm) = memory_mib();
 
     let per_k = |d: Duration| ms(d) / args.instances as f64 * 1000.0;
+    let (shares, scaling, collection) = (
+        (scaling.shares(), collection.shares()),
+        scaling.times,
+        collection.times,
+    );
     let steady = median(scaling[1..].to_vec());
     let collect = median(collection.clone());
     println!();
@@ -741,5 +813,12 @@ async fn run(args: &Args, db: &Database) -> anyhow::Result<()> {
     println!(
         "  memory: VmRSS {rss_seeded:.1} MiB after seeding, {rss:.1} MiB at the end; VmHWM (peak) {hwm:.1} MiB"
     );
+    if args.replicas > 1 {
+        println!(
+            "  replicas: each tick handed every instance to exactly one replica; instances per replica:"
+        );
+        println!("    scaling    {}", shares.0);
+        println!("    collection {}", shares.1);
+    }
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! PostgreSQL store: native types, set-based statements over UNNEST'ed arrays, and
 //! `FOR UPDATE SKIP LOCKED` claims so replicas share each tick's work.
 
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
 use super::{
@@ -18,6 +20,30 @@ use crate::scaling::{Decision, Sample};
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    cursors: Arc<Mutex<Cursors>>,
+}
+
+/// How far this process's claims got through one tick, per job. Claims walk the
+/// primary key from there, so a tick reads each row about once instead of
+/// re-reading every row it already claimed in every batch. The slots are not
+/// indexed (an index on a column each claim bumps rules out HOT updates), so
+/// this walk is what keeps a claim's cost proportional to its batch.
+#[derive(Debug, Default)]
+struct Cursors {
+    collect: ClaimCursor,
+    scale: ClaimCursor,
+}
+
+/// What the collection claim returns: id, instance_id, region, is_mock, last_collected_at.
+type CollectRow = (Uuid, String, String, bool, Option<DateTime<Utc>>);
+/// What the scaling claim returns: id, scale_level, last_action_at, last_decision.
+type ScaleRow = (Uuid, i32, Option<DateTime<Utc>>, Option<String>);
+
+#[derive(Debug, Default, Clone, Copy)]
+struct ClaimCursor {
+    slot: i64,
+    /// The claims of `slot` continue at ids from this one on.
+    from: Uuid,
 }
 
 impl PostgresStore {
@@ -29,7 +55,50 @@ impl PostgresStore {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            cursors: Arc::default(),
+        })
+    }
+
+    /// Runs a claim statement (`$1` slot, `$2` limit, `$3` the lowest id to take)
+    /// from this process's cursor for `slot`. When nothing is left past the cursor
+    /// it looks once more from the lowest id, for rows that other replicas held
+    /// locked when it passed them and then released unclaimed (or that appeared
+    /// behind it), so a claim comes back empty only when no row is left to claim.
+    async fn claim<R>(
+        &self,
+        sql: &'static str,
+        job: fn(&mut Cursors) -> &mut ClaimCursor,
+        slot: i64,
+        limit: i64,
+        id: fn(&R) -> Uuid,
+    ) -> StoreResult<Vec<R>>
+    where
+        R: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+    {
+        let cursor = *job(&mut self.cursors.lock().expect("claim cursors"));
+        let from = if cursor.slot == slot {
+            cursor.from
+        } else {
+            Uuid::nil()
+        };
+        let run = |from: Uuid| {
+            sqlx::query_as::<_, R>(sql)
+                .bind(slot)
+                .bind(limit)
+                .bind(from)
+                .fetch_all(&self.pool)
+        };
+        let mut rows = run(from).await?;
+        if rows.is_empty() && !from.is_nil() {
+            rows = run(Uuid::nil()).await?;
+        }
+        let next = rows.iter().map(id).max().map_or(Uuid::nil(), |last| {
+            Uuid::from_u128(last.as_u128().saturating_add(1))
+        });
+        *job(&mut self.cursors.lock().expect("claim cursors")) = ClaimCursor { slot, from: next };
+        Ok(rows)
     }
 
     /// The underlying pool, for tests and benchmarks.
@@ -375,17 +444,19 @@ impl Store for PostgresStore {
     }
 
     async fn claim_collection(&self, slot: i64, limit: i64) -> StoreResult<Vec<CollectTarget>> {
-        let rows: Vec<(Uuid, String, String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "UPDATE instances SET collect_slot = $1
-             WHERE id = ANY(ARRAY(SELECT id FROM instances
-                                  WHERE is_monitoring AND collect_slot < $1
-                                  LIMIT $2 FOR UPDATE SKIP LOCKED))
-             RETURNING id, instance_id, region, is_mock, last_collected_at",
-        )
-        .bind(slot)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<CollectRow> = self
+            .claim(
+                "UPDATE instances SET collect_slot = $1
+                 WHERE id = ANY(ARRAY(SELECT id FROM instances
+                                      WHERE id >= $3 AND is_monitoring AND collect_slot < $1
+                                      ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED))
+                 RETURNING id, instance_id, region, is_mock, last_collected_at",
+                |c| &mut c.collect,
+                slot,
+                limit,
+                |r: &CollectRow| r.0,
+            )
+            .await?;
         Ok(rows
             .into_iter()
             .map(
@@ -420,7 +491,7 @@ impl Store for PostgresStore {
                  SET last_collected_at = COALESCE(u.at, i.last_collected_at),
                      last_collection_error = u.err
                  FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[]) AS u(id, at, err)
-                 WHERE i.id = u.id
+                 WHERE i.id = u.id AND i.id = ANY($1)
                    AND (u.at IS NOT NULL OR i.last_collection_error IS DISTINCT FROM u.err)",
             )
             .bind(ids)
@@ -434,17 +505,19 @@ impl Store for PostgresStore {
     }
 
     async fn claim_scaling(&self, slot: i64, limit: i64) -> StoreResult<Vec<ScalingCandidate>> {
-        let rows: Vec<(Uuid, i32, Option<DateTime<Utc>>, Option<String>)> = sqlx::query_as(
-            "UPDATE instances SET scale_slot = $1
-             WHERE id = ANY(ARRAY(SELECT id FROM instances
-                                  WHERE is_monitoring AND scale_slot < $1
-                                  LIMIT $2 FOR UPDATE SKIP LOCKED))
-             RETURNING id, scale_level, last_action_at, last_decision",
-        )
-        .bind(slot)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<ScaleRow> = self
+            .claim(
+                "UPDATE instances SET scale_slot = $1
+                 WHERE id = ANY(ARRAY(SELECT id FROM instances
+                                      WHERE id >= $3 AND is_monitoring AND scale_slot < $1
+                                      ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED))
+                 RETURNING id, scale_level, last_action_at, last_decision",
+                |c| &mut c.scale,
+                slot,
+                limit,
+                |r: &ScaleRow| r.0,
+            )
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(id, level, last_action_at, last)| ScalingCandidate {
@@ -513,7 +586,7 @@ impl Store for PostgresStore {
                 "UPDATE instances i SET scale_level = u.after, last_action_at = u.at
                  FROM UNNEST($1::uuid[], $2::int4[], $3::int4[], $4::timestamptz[])
                       AS u(id, before, after, at)
-                 WHERE i.id = u.id AND i.scale_level = u.before
+                 WHERE i.id = u.id AND i.id = ANY($1) AND i.scale_level = u.before
                  RETURNING i.id",
             )
             .bind(ids)
@@ -576,7 +649,8 @@ impl Store for PostgresStore {
             .await?;
             sqlx::query(
                 "UPDATE instances i SET last_decision = u.d
-                 FROM UNNEST($1::uuid[], $2::text[]) AS u(id, d) WHERE i.id = u.id",
+                 FROM UNNEST($1::uuid[], $2::text[]) AS u(id, d)
+                 WHERE i.id = u.id AND i.id = ANY($1)",
             )
             .bind(instances)
             .bind(decision)
@@ -594,7 +668,8 @@ impl Store for PostgresStore {
             let kinds: Vec<&str> = flagged.iter().map(|(_, t)| t.as_str()).collect();
             sqlx::query(
                 "UPDATE metrics m SET is_outlier = true, outlier_type = u.t
-                 FROM UNNEST($1::uuid[], $2::text[]) AS u(id, t) WHERE m.id = u.id",
+                 FROM UNNEST($1::uuid[], $2::text[]) AS u(id, t)
+                 WHERE m.id = u.id AND m.id = ANY($1)",
             )
             .bind(ids)
             .bind(kinds)

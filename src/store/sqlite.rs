@@ -35,7 +35,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .row_buffer_size(1024);
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
@@ -471,22 +472,42 @@ impl Store for SqliteStore {
         until: DateTime<Utc>,
     ) -> StoreResult<Vec<(Uuid, Sample)>> {
         let ids: Vec<String> = instances.iter().map(Uuid::to_string).collect();
-        let rows: Vec<(String, String, i64, f64, Option<f64>, Option<i64>, Option<i64>, bool)> =
-            sqlx::query_as(
-                "SELECT instance, id, ts, cpu_utilization, memory_usage, network_in, network_out, is_outlier
-                 FROM metrics
-                 WHERE instance IN (SELECT value FROM json_each(?1)) AND ts > ?2 AND ts <= ?3",
-            )
-            .bind(serde_json::to_string(&ids).unwrap_or_default())
-            .bind(micros(since))
-            .bind(micros(until))
-            .fetch_all(&self.pool)
-            .await?;
+        // One index range scan per instance, outer loop over the batch; each row
+        // names its instance by position in the batch rather than as text to parse.
+        let rows: Vec<(
+            i64,
+            String,
+            i64,
+            f64,
+            Option<f64>,
+            Option<i64>,
+            Option<i64>,
+            bool,
+        )> = sqlx::query_as(
+            "SELECT b.key, m.id, m.ts, m.cpu_utilization, m.memory_usage, m.network_in,
+                        m.network_out, m.is_outlier
+                 FROM json_each(?1) AS b CROSS JOIN metrics AS m
+                 WHERE m.instance = b.value AND m.ts > ?2 AND m.ts <= ?3",
+        )
+        .bind(serde_json::to_string(&ids).unwrap_or_default())
+        .bind(micros(since))
+        .bind(micros(until))
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter()
             .map(
-                |(instance, id, ts, cpu, memory, net_in, net_out, is_outlier)| {
+                |(position, id, ts, cpu, memory, net_in, net_out, is_outlier)| {
+                    let instance = usize::try_from(position)
+                        .ok()
+                        .and_then(|p| instances.get(p))
+                        .copied()
+                        .ok_or_else(|| {
+                            StoreError::Other(sqlx::Error::Protocol(format!(
+                                "window row for batch position {position}"
+                            )))
+                        })?;
                     Ok((
-                        uuid(&instance)?,
+                        instance,
                         Sample {
                             id: uuid(&id)?,
                             timestamp: time(ts),
