@@ -444,6 +444,8 @@ impl Store for PostgresStore {
     }
 
     async fn claim_collection(&self, slot: i64, limit: i64) -> StoreResult<Vec<CollectTarget>> {
+        // `id = ANY(ARRAY(...))`: the UPDATE finds the locked rows by primary key
+        // (`id IN (subquery)` became a semi-join over the whole table).
         let rows: Vec<CollectRow> = self
             .claim(
                 "UPDATE instances SET collect_slot = $1
@@ -486,6 +488,9 @@ impl Store for PostgresStore {
             let at: Vec<Option<DateTime<Utc>>> =
                 statuses.iter().map(|s| s.last_collected_at).collect();
             let errors: Vec<Option<String>> = statuses.iter().map(|s| s.error.clone()).collect();
+            // `i.id = ANY($1)` (here and in the batch updates below) lets the planner
+            // reach the batch's rows through the primary key rather than hash-join
+            // the whole table.
             sqlx::query(
                 "UPDATE instances i
                  SET last_collected_at = COALESCE(u.at, i.last_collected_at),
@@ -535,6 +540,9 @@ impl Store for PostgresStore {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> StoreResult<Vec<(Uuid, Sample)>> {
+        // One index range scan per instance (OFFSET 0 keeps the planner from
+        // flattening the subquery): with `instance = ANY($1)` it may instead read
+        // every instance's recent metrics through metrics_ts_idx for each batch.
         let rows: Vec<WindowRow> = sqlx::query_as(
             "SELECT m.instance, m.id, m.ts, m.cpu_utilization, m.memory_usage, m.network_in,
                     m.network_out, m.is_outlier

@@ -36,6 +36,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(10))
             .foreign_keys(true)
+            // The worker thread hands rows over a channel; 50 (the default) makes
+            // it and the caller take turns every 50 rows of a 10,000-row window.
             .row_buffer_size(1024);
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections)
@@ -182,6 +184,19 @@ impl TryFrom<DecisionRow> for DecisionRecord {
         })
     }
 }
+
+/// A window sample: position of its instance in the batch, id, ts, cpu, memory,
+/// network in and out, is_outlier.
+type WindowRow = (
+    i64,
+    String,
+    i64,
+    f64,
+    Option<f64>,
+    Option<i64>,
+    Option<i64>,
+    bool,
+);
 
 fn convert<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> StoreResult<Vec<T>> {
     rows.into_iter().map(T::try_from).collect()
@@ -474,20 +489,11 @@ impl Store for SqliteStore {
         let ids: Vec<String> = instances.iter().map(Uuid::to_string).collect();
         // One index range scan per instance, outer loop over the batch; each row
         // names its instance by position in the batch rather than as text to parse.
-        let rows: Vec<(
-            i64,
-            String,
-            i64,
-            f64,
-            Option<f64>,
-            Option<i64>,
-            Option<i64>,
-            bool,
-        )> = sqlx::query_as(
+        let rows: Vec<WindowRow> = sqlx::query_as(
             "SELECT b.key, m.id, m.ts, m.cpu_utilization, m.memory_usage, m.network_in,
-                        m.network_out, m.is_outlier
-                 FROM json_each(?1) AS b CROSS JOIN metrics AS m
-                 WHERE m.instance = b.value AND m.ts > ?2 AND m.ts <= ?3",
+                    m.network_out, m.is_outlier
+             FROM json_each(?1) AS b CROSS JOIN metrics AS m
+             WHERE m.instance = b.value AND m.ts > ?2 AND m.ts <= ?3",
         )
         .bind(serde_json::to_string(&ids).unwrap_or_default())
         .bind(micros(since))
@@ -502,9 +508,9 @@ impl Store for SqliteStore {
                         .and_then(|p| instances.get(p))
                         .copied()
                         .ok_or_else(|| {
-                            StoreError::Other(sqlx::Error::Protocol(format!(
-                                "window row for batch position {position}"
-                            )))
+                            StoreError::Other(sqlx::Error::Decode(
+                                format!("window row for batch position {position}").into(),
+                            ))
                         })?;
                     Ok((
                         instance,
