@@ -228,6 +228,14 @@ impl Store for TimedStore {
     async fn recent_metrics(&self, instance: Uuid, limit: i64) -> StoreResult<Vec<Metric>> {
         self.inner.recent_metrics(instance, limit).await
     }
+    async fn recent_metrics_owned(
+        &self,
+        user: Uuid,
+        instance_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<Metric>> {
+        self.inner.recent_metrics_owned(user, instance_id, limit).await
+    }
     async fn recent_decisions(
         &self,
         instance: Uuid,

@@ -131,10 +131,18 @@ pub async fn list_metrics(
     query: Result<Query<LimitQuery>, QueryRejection>,
 ) -> Result<Json<MetricsResponse>, ApiError> {
     let limit = limit_from(query, 100, MAX_METRICS_LIMIT)?;
-    let instance = owned_instance(&state, &user, &instance_id).await?;
-    let metrics = state.store.recent_metrics(instance.id, limit).await?;
+    let mut metrics = state
+        .store
+        .recent_metrics_owned(user.id, &instance_id, limit)
+        .await?;
+    if metrics.is_empty() {
+        // No metrics, or not this user's instance: the lookup says which (404/403),
+        // and reading again covers an instance registered in between.
+        let instance = owned_instance(&state, &user, &instance_id).await?;
+        metrics = state.store.recent_metrics(instance.id, limit).await?;
+    }
     Ok(Json(MetricsResponse {
-        instance_id: instance.instance_id,
+        instance_id,
         metrics: metrics.into_iter().map(Into::into).collect(),
     }))
 }

@@ -1,11 +1,12 @@
 //! PostgreSQL store: native types, set-based statements over UNNEST'ed arrays, and
 //! `FOR UPDATE SKIP LOCKED` claims so replicas share each tick's work.
 
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
 use uuid::Uuid;
 
 use super::{
@@ -52,7 +53,7 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
-            .connect(url)
+            .connect_with(connect_options(url)?)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(PostgresStore {
@@ -105,6 +106,23 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// Connection options for `url`. A server on this host is reached without TLS unless
+/// the URL asks for it (`sslmode=...`): encryption buys nothing on loopback, and
+/// sqlx 0.9.0 does not set TCP_NODELAY, so over TLS every statement larger than one
+/// TLS record waits ~40 ms for a delayed ACK (launchbadge/sqlx#4335).
+fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
+    let options = PgConnectOptions::from_str(url)?;
+    let host = options.get_host();
+    let loopback = host == "localhost"
+        || host.starts_with('/')
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    Ok(if loopback && !url.contains("sslmode=") {
+        options.ssl_mode(PgSslMode::Disable)
+    } else {
+        options
+    })
 }
 
 #[derive(sqlx::FromRow)]
@@ -426,6 +444,27 @@ impl Store for PostgresStore {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
+    async fn recent_metrics_owned(
+        &self,
+        user: Uuid,
+        instance_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<Metric>> {
+        let rows: Vec<MetricRow> = sqlx::query_as(
+            "SELECT id, instance, ts, cpu_utilization, memory_usage, network_in, network_out,
+                    is_outlier, outlier_type
+             FROM metrics
+             WHERE instance = (SELECT id FROM instances WHERE instance_id = $1 AND user_id = $2)
+             ORDER BY ts DESC, id DESC LIMIT $3",
+        )
+        .bind(instance_id)
+        .bind(user)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
     async fn recent_decisions(
         &self,
         instance: Uuid,
@@ -710,5 +749,22 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(metrics.rows_affected() + decisions.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(url: &str) -> String {
+        format!("{:?}", connect_options(url).unwrap().get_ssl_mode())
+    }
+
+    #[test]
+    fn loopback_servers_skip_tls_unless_asked() {
+        assert_eq!(mode("postgres://u@127.0.0.1:5432/db"), "Disable");
+        assert_eq!(mode("postgres://u@localhost/db"), "Disable");
+        assert_eq!(mode("postgres://u@127.0.0.1/db?sslmode=require"), "Require");
+        assert_eq!(mode("postgres://u@db.example.com/db"), "Prefer");
     }
 }

@@ -376,6 +376,27 @@ impl Store for SqliteStore {
         convert(rows)
     }
 
+    async fn recent_metrics_owned(
+        &self,
+        user: Uuid,
+        instance_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<Metric>> {
+        let rows: Vec<MetricRow> = sqlx::query_as(
+            "SELECT id, instance, ts, cpu_utilization, memory_usage, network_in, network_out,
+                    is_outlier, outlier_type
+             FROM metrics
+             WHERE instance = (SELECT id FROM instances WHERE instance_id = ?1 AND user_id = ?2)
+             ORDER BY ts DESC, id DESC LIMIT ?3",
+        )
+        .bind(instance_id)
+        .bind(user.to_string())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        convert(rows)
+    }
+
     async fn recent_decisions(
         &self,
         instance: Uuid,

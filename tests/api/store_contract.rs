@@ -47,6 +47,27 @@ fn now() -> DateTime<Utc> {
 }
 
 on_both_databases! {
+    async fn recent_metrics_owned_reads_only_the_owners_instance(app) {
+        let store = app.store.as_ref();
+        let alice = user(store, "alice@example.com").await;
+        let bob = user(store, "bob@example.com").await;
+        let id = instance(store, alice, "mock-owned").await;
+        instance(store, alice, "mock-empty").await;
+        let t = now();
+        let batch: Vec<NewMetric> = (0..3).map(|i| metric(id, t - TimeDelta::seconds(i), 40.0 + i as f64)).collect();
+        store.insert_metrics(&batch).await.unwrap();
+
+        let owned = store.recent_metrics_owned(alice, "mock-owned", 2).await.unwrap();
+        let cpus: Vec<f64> = owned.iter().map(|m| m.cpu_utilization).collect();
+        assert_eq!(cpus, [40.0, 41.0], "newest first, limited");
+        assert!(owned.iter().all(|m| m.instance == id));
+        assert!(store.recent_metrics_owned(bob, "mock-owned", 10).await.unwrap().is_empty(), "not bob's");
+        assert!(store.recent_metrics_owned(alice, "mock-empty", 10).await.unwrap().is_empty());
+        assert!(store.recent_metrics_owned(alice, "mock-nowhere", 10).await.unwrap().is_empty());
+    }
+}
+
+on_both_databases! {
     async fn users_are_created_found_and_deleted(app) {
         let store = app.store.as_ref();
 
