@@ -16,12 +16,11 @@ use autoscaler::app::Application;
 use autoscaler::jobs::run_scaling_tick;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::Connection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use helpers::{postgres_url, test_settings};
+use helpers::test_settings;
 
 /// A TCP proxy that can cut every connection and refuse new ones, then recover.
 struct Proxy {
@@ -69,25 +68,6 @@ impl Proxy {
     }
 }
 
-async fn create_pg_database(admin_url: &str) -> String {
-    let name = format!("autoscaler_fault_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    name
-}
-
-async fn drop_pg_database(admin_url: &str, name: &str) {
-    if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
-        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&mut conn)
-            .await;
-    }
-}
-
 async fn call(client: &reqwest::Client, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
     let _ = client;
     let resp = req.send().await.expect("request sent");
@@ -117,11 +97,12 @@ async fn login(client: &reqwest::Client, base: &str, email: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes() {
-    let Some(admin_url) = postgres_url() else {
+    // A fresh database, dropped when the guard goes; the app reaches it through the proxy.
+    let Some((direct_url, _guard)) = helpers::fresh_database(helpers::Db::Postgres).await else {
         eprintln!("TEST_DATABASE_URL not set: skipped");
         return;
     };
-    let name = create_pg_database(&admin_url).await;
+    let name = direct_url.rsplit('/').next().unwrap().to_owned();
     let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let url = format!("postgres://postgres@{}/{name}", proxy.addr);
     let settings = test_settings(&url, &[("DB_ACQUIRE_TIMEOUT_SECONDS", "2")]);
@@ -238,7 +219,6 @@ async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes()
     );
 
     server.abort();
-    drop_pg_database(&admin_url, &name).await;
 }
 
 fn free_port() -> u16 {
