@@ -234,7 +234,9 @@ impl Store for TimedStore {
         instance_id: &str,
         limit: i64,
     ) -> StoreResult<Vec<Metric>> {
-        self.inner.recent_metrics_owned(user, instance_id, limit).await
+        self.inner
+            .recent_metrics_owned(user, instance_id, limit)
+            .await
     }
     async fn recent_decisions(
         &self,

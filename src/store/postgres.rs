@@ -117,7 +117,9 @@ fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
     let host = options.get_host();
     let loopback = host == "localhost"
         || host.starts_with('/')
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
     Ok(if loopback && !url.contains("sslmode=") {
         options.ssl_mode(PgSslMode::Disable)
     } else {
