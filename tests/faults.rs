@@ -16,17 +16,38 @@ use autoscaler::app::Application;
 use autoscaler::jobs::run_scaling_tick;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use helpers::test_settings;
 
-/// A TCP proxy that can cut every connection and refuse new ones, then recover.
+/// A TCP proxy that can cut every connection and refuse new ones (an outage), or
+/// hold every byte in flight while keeping connections open (a hung database).
 struct Proxy {
     addr: SocketAddr,
     up: Arc<AtomicBool>,
+    frozen: Arc<AtomicBool>,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+/// Forwards bytes one way, holding them while `frozen` is set.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, frozen: Arc<AtomicBool>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while frozen.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl Proxy {
@@ -34,26 +55,38 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(AtomicBool::new(true));
+        let frozen = Arc::new(AtomicBool::new(false));
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (up2, links2) = (up.clone(), links.clone());
+        let (up2, frozen2, links2) = (up.clone(), frozen.clone(), links.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else {
+                let Ok((client, _)) = listener.accept().await else {
                     return;
                 };
                 if !up2.load(Ordering::SeqCst) {
                     drop(client);
                     continue;
                 }
+                let frozen = frozen2.clone();
                 let link = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    if let Ok(server) = TcpStream::connect(upstream).await {
+                        let (client_read, client_write) = client.into_split();
+                        let (server_read, server_write) = server.into_split();
+                        tokio::join!(
+                            pump(client_read, server_write, frozen.clone()),
+                            pump(server_read, client_write, frozen),
+                        );
                     }
                 });
                 links2.lock().await.push(link);
             }
         });
-        Proxy { addr, up, links }
+        Proxy {
+            addr,
+            up,
+            frozen,
+            links,
+        }
     }
 
     async fn cut(&self) {
@@ -65,6 +98,10 @@ impl Proxy {
 
     fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+    }
+
+    fn freeze(&self, frozen: bool) {
+        self.frozen.store(frozen, Ordering::SeqCst);
     }
 }
 
@@ -218,6 +255,76 @@ async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes()
         "jobs work again after recovery"
     );
 
+    server.abort();
+}
+
+/// A database that stops answering without closing its connections: requests are
+/// abandoned with a 503 when REQUEST_TIMEOUT_SECONDS passes, instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_database_makes_requests_time_out_with_503() {
+    let Some((direct_url, _guard)) = helpers::fresh_database(helpers::Db::Postgres).await else {
+        eprintln!("TEST_DATABASE_URL not set: skipped");
+        return;
+    };
+    let name = direct_url.rsplit('/').next().unwrap().to_owned();
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let url = format!("postgres://postgres@{}/{name}", proxy.addr);
+    let settings = test_settings(
+        &url,
+        &[
+            ("REQUEST_TIMEOUT_SECONDS", "1"),
+            ("DB_ACQUIRE_TIMEOUT_SECONDS", "30"),
+        ],
+    );
+    let app = Application::build(settings).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let server = tokio::spawn(app.run_until(std::future::pending()));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let token = login(&client, &base, "hung@example.com").await;
+    let auth = format!("Bearer {token}");
+
+    proxy.freeze(true);
+    let started = Instant::now();
+    let (status, body) = call(
+        &client,
+        client
+            .get(format!("{base}/api/auth/me"))
+            .header("Authorization", &auth),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "The request took too long and was abandoned; please retry"})
+        )
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "answered after {waited:?}"
+    );
+
+    proxy.freeze(false);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = call(
+            &client,
+            client
+                .get(format!("{base}/api/auth/me"))
+                .header("Authorization", &auth),
+        )
+        .await;
+        if status == StatusCode::OK {
+            assert_eq!(body["email"], "hung@example.com");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     server.abort();
 }
 
