@@ -1,7 +1,7 @@
 //! The background loops: metric collection, scaling decisions and retention.
 //!
-//! Ticks are aligned to wall-clock multiples of their interval and numbered
-//! (`slot = unix seconds / interval`). Each tick claims its instances in batches
+//! Ticks are aligned to wall-clock multiples of their interval and named by their
+//! start (`slot`, in Unix seconds). Each tick claims its instances in batches
 //! through the store, which hands every monitored instance to exactly one claimant
 //! per slot, so any number of replicas can run these loops against one PostgreSQL
 //! database and share the work. Each tick is a public function tests call directly.
@@ -26,10 +26,12 @@ pub const BATCH_SIZE: i64 = 1000;
 /// Rows deleted per retention statement, keeping each delete short.
 pub const PURGE_BATCH: i64 = 5000;
 
-/// The number of the tick `now` falls in.
+/// The tick `now` falls in, named by its start in Unix seconds (`now` rounded down
+/// to a multiple of `interval`). Naming ticks by time rather than by count keeps the
+/// slots stored on instances comparable when the interval is changed between runs.
 pub fn slot_of(now: DateTime<Utc>, interval: Duration) -> i64 {
     let secs = interval.as_secs().max(1) as i64;
-    now.timestamp().div_euclid(secs)
+    now.timestamp().div_euclid(secs) * secs
 }
 
 /// What one tick did.
@@ -313,4 +315,22 @@ where
         }
         tracing::info!(job = name, "stopped");
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_tick_starts_and_stay_ordered_across_interval_changes() {
+        let at = |secs| DateTime::from_timestamp(secs, 0).unwrap();
+        let (five, thirty) = (Duration::from_secs(5), Duration::from_secs(30));
+        // 1,000,020 is a multiple of 30 (and of 5).
+        assert_eq!(slot_of(at(1_000_020), thirty), 1_000_020);
+        assert_eq!(slot_of(at(1_000_049), thirty), 1_000_020);
+        assert_eq!(slot_of(at(1_000_050), thirty), 1_000_050);
+        assert_eq!(slot_of(at(1_000_049), five), 1_000_045);
+        // After a switch from 5 s ticks to 30 s ones, the next tick still counts as new.
+        assert!(slot_of(at(1_000_050), thirty) > slot_of(at(1_000_049), five));
+    }
 }

@@ -35,6 +35,10 @@ struct Cursors {
     scale: ClaimCursor,
 }
 
+/// How long an empty claim keeps waiting for due rows that are locked by someone
+/// else (a replica that dies mid-claim releases its locks when its connection goes).
+const CLAIM_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What the collection claim returns: id, instance_id, region, is_mock, last_collected_at.
 type CollectRow = (Uuid, String, String, bool, Option<DateTime<Utc>>);
 /// What the scaling claim returns: id, scale_level, last_action_at, last_decision.
@@ -70,6 +74,7 @@ impl PostgresStore {
     async fn claim<R>(
         &self,
         sql: &'static str,
+        due_sql: &'static str,
         job: fn(&mut Cursors) -> &mut ClaimCursor,
         slot: i64,
         limit: i64,
@@ -93,6 +98,23 @@ impl PostgresStore {
         };
         let mut rows = run(from).await?;
         if rows.is_empty() && !from.is_nil() {
+            rows = run(Uuid::nil()).await?;
+        }
+        // SKIP LOCKED also skips rows that are locked for a moment by something other
+        // than a competing claim: the other job's claim (both jobs fire together every
+        // 30 s) or a batch write. Those rows are still due once the lock goes, so an
+        // empty claim waits a little while any remain, rather than dropping them for
+        // the whole tick.
+        let deadline = std::time::Instant::now() + CLAIM_PATIENCE;
+        while rows.is_empty() && std::time::Instant::now() < deadline {
+            let (due,): (bool,) = sqlx::query_as(due_sql)
+                .bind(slot)
+                .fetch_one(&self.pool)
+                .await?;
+            if !due {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             rows = run(Uuid::nil()).await?;
         }
         let next = rows.iter().map(id).max().map_or(Uuid::nil(), |last| {
@@ -494,6 +516,7 @@ impl Store for PostgresStore {
                                       WHERE id >= $3 AND is_monitoring AND collect_slot < $1
                                       ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED))
                  RETURNING id, instance_id, region, is_mock, last_collected_at",
+                "SELECT EXISTS (SELECT 1 FROM instances WHERE is_monitoring AND collect_slot < $1)",
                 |c| &mut c.collect,
                 slot,
                 limit,
@@ -558,6 +581,7 @@ impl Store for PostgresStore {
                                       WHERE id >= $3 AND is_monitoring AND scale_slot < $1
                                       ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED))
                  RETURNING id, scale_level, last_action_at, last_decision",
+                "SELECT EXISTS (SELECT 1 FROM instances WHERE is_monitoring AND scale_slot < $1)",
                 |c| &mut c.scale,
                 slot,
                 limit,

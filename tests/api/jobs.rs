@@ -65,6 +65,30 @@ impl MetricSource for FailingSource {
 }
 
 on_both_databases! {
+    async fn collection_and_scaling_ticks_at_the_same_moment_each_handle_every_instance(app) {
+        // Both jobs fire together every 30 s and claim the same rows; neither may
+        // skip an instance because the other had it locked for a moment.
+        let token = app.user("together@example.com").await;
+        const N: usize = 150;
+        for i in 0..N {
+            let id = format!("mock-t{i}");
+            app.mock_instance(&token, &id).await;
+            app.patch(&format!("/api/instances/{id}/monitor/start"), &token).await;
+        }
+        let start = Utc::now();
+        for k in 0..6 {
+            let at = start + TimeDelta::seconds(30 * k);
+            let (collected, scaled) = tokio::join!(
+                run_collection_tick(app.store.as_ref(), &MockSource, &FailingSource, COLLECTION, at),
+                run_scaling_tick(app.store.as_ref(), &app.settings.policy, SCALING, at),
+            );
+            assert_eq!(collected.unwrap().instances, N, "collection, tick {k}");
+            assert_eq!(scaled.unwrap().instances, N, "scaling, tick {k}");
+        }
+    }
+}
+
+on_both_databases! {
     async fn retention_deletes_only_rows_past_their_age(app) {
         let token = app.user("retention@example.com").await;
         app.mock_instance(&token, "mock-old").await;
