@@ -105,6 +105,51 @@ impl Proxy {
     }
 }
 
+/// The app in process on a fresh PostgreSQL database that it reaches through a
+/// [`Proxy`], and a client for it. `None` without `TEST_DATABASE_URL`.
+struct ProxiedApp {
+    proxy: Proxy,
+    base: String,
+    store: Arc<dyn autoscaler::store::Store>,
+    settings: autoscaler::config::Settings,
+    client: reqwest::Client,
+    server: JoinHandle<anyhow::Result<()>>,
+    _db: helpers::DbGuard,
+}
+
+impl ProxiedApp {
+    async fn start(overrides: &[(&str, &str)]) -> Option<ProxiedApp> {
+        let (direct_url, db) = helpers::fresh_database(helpers::Db::Postgres).await?;
+        let name = direct_url.rsplit('/').next().unwrap().to_owned();
+        let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+        let url = format!("postgres://postgres@{}/{name}", proxy.addr);
+        let settings = test_settings(&url, overrides);
+        let app = Application::build(settings.clone()).await.unwrap();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let store = app.store();
+        let server = tokio::spawn(app.run_until(std::future::pending()));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        Some(ProxiedApp {
+            proxy,
+            base,
+            store,
+            settings,
+            client,
+            server,
+            _db: db,
+        })
+    }
+}
+
+impl Drop for ProxiedApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
 async fn call(client: &reqwest::Client, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
     let _ = client;
     let resp = req.send().await.expect("request sent");
@@ -134,23 +179,18 @@ async fn login(client: &reqwest::Client, base: &str, email: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes() {
-    // A fresh database, dropped when the guard goes; the app reaches it through the proxy.
-    let Some((direct_url, _guard)) = helpers::fresh_database(helpers::Db::Postgres).await else {
+    let Some(app) = ProxiedApp::start(&[("DB_ACQUIRE_TIMEOUT_SECONDS", "2")]).await else {
         eprintln!("TEST_DATABASE_URL not set: skipped");
         return;
     };
-    let name = direct_url.rsplit('/').next().unwrap().to_owned();
-    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let url = format!("postgres://postgres@{}/{name}", proxy.addr);
-    let settings = test_settings(&url, &[("DB_ACQUIRE_TIMEOUT_SECONDS", "2")]);
-    let app = Application::build(settings.clone()).await.unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let store = app.store();
-    let server = tokio::spawn(app.run_until(std::future::pending()));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let ProxiedApp {
+        proxy,
+        base,
+        store,
+        settings,
+        client,
+        ..
+    } = &app;
 
     let token = login(&client, &base, "outage@example.com").await;
     let auth = format!("Bearer {token}");
@@ -254,35 +294,26 @@ async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes()
         .is_ok(),
         "jobs work again after recovery"
     );
-
-    server.abort();
 }
 
 /// A database that stops answering without closing its connections: requests are
 /// abandoned with a 503 when REQUEST_TIMEOUT_SECONDS passes, instead of hanging.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_database_makes_requests_time_out_with_503() {
-    let Some((direct_url, _guard)) = helpers::fresh_database(helpers::Db::Postgres).await else {
+    let overrides = [
+        ("REQUEST_TIMEOUT_SECONDS", "1"),
+        ("DB_ACQUIRE_TIMEOUT_SECONDS", "30"),
+    ];
+    let Some(app) = ProxiedApp::start(&overrides).await else {
         eprintln!("TEST_DATABASE_URL not set: skipped");
         return;
     };
-    let name = direct_url.rsplit('/').next().unwrap().to_owned();
-    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let url = format!("postgres://postgres@{}/{name}", proxy.addr);
-    let settings = test_settings(
-        &url,
-        &[
-            ("REQUEST_TIMEOUT_SECONDS", "1"),
-            ("DB_ACQUIRE_TIMEOUT_SECONDS", "30"),
-        ],
-    );
-    let app = Application::build(settings).await.unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let server = tokio::spawn(app.run_until(std::future::pending()));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let ProxiedApp {
+        proxy,
+        base,
+        client,
+        ..
+    } = &app;
     let token = login(&client, &base, "hung@example.com").await;
     let auth = format!("Bearer {token}");
 
@@ -325,7 +356,6 @@ async fn a_hung_database_makes_requests_time_out_with_503() {
         assert!(Instant::now() < deadline, "no recovery: {status} {body}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    server.abort();
 }
 
 fn free_port() -> u16 {
