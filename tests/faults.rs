@@ -192,11 +192,11 @@ async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes()
         ..
     } = &app;
 
-    let token = login(&client, &base, "outage@example.com").await;
+    let token = login(client, base, "outage@example.com").await;
     let auth = format!("Bearer {token}");
     let instance = json!({"instance_id": "mock-outage", "instance_type": "t2.micro", "region": "mock", "is_mock": true});
     let (status, _) = call(
-        &client,
+        client,
         client
             .post(format!("{base}/api/instances/"))
             .header("Authorization", &auth)
@@ -206,7 +206,7 @@ async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes()
     assert_eq!(status, StatusCode::CREATED);
     let sim = json!({"instance_id": "mock-outage", "cpu_utilization": 50.0, "duration_minutes": 5, "interval_seconds": 30});
     let (status, _) = call(
-        &client,
+        client,
         client
             .post(format!("{base}/api/metrics/simulate"))
             .header("Authorization", &auth)
@@ -223,7 +223,7 @@ async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes()
     ] {
         let started = Instant::now();
         let (status, body) = call(
-            &client,
+            client,
             client
                 .get(format!("{base}{path}"))
                 .header("Authorization", &auth),
@@ -253,7 +253,7 @@ async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes()
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (status, body) = call(
-            &client,
+            client,
             client
                 .get(format!("{base}/api/metrics/mock-outage"))
                 .header("Authorization", &auth),
@@ -271,7 +271,7 @@ async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes()
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let (status, _) = call(
-        &client,
+        client,
         client
             .post(format!("{base}/api/metrics/simulate"))
             .header("Authorization", &auth)
@@ -314,13 +314,13 @@ async fn a_hung_database_makes_requests_time_out_with_503() {
         client,
         ..
     } = &app;
-    let token = login(&client, &base, "hung@example.com").await;
+    let token = login(client, base, "hung@example.com").await;
     let auth = format!("Bearer {token}");
 
     proxy.freeze(true);
     let started = Instant::now();
     let (status, body) = call(
-        &client,
+        client,
         client
             .get(format!("{base}/api/auth/me"))
             .header("Authorization", &auth),
@@ -343,7 +343,7 @@ async fn a_hung_database_makes_requests_time_out_with_503() {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let (status, body) = call(
-            &client,
+            client,
             client
                 .get(format!("{base}/api/auth/me"))
                 .header("Authorization", &auth),
