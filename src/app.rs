@@ -45,7 +45,7 @@ impl Application {
             keys: JwtKeys::new(secret.as_bytes()),
             login_limiter: Arc::new(LoginLimiter::new(
                 settings.login_attempts_per_window,
-                http::limit_window(),
+                http::LOGIN_WINDOW,
             )),
             settings: settings.clone(),
         };
@@ -66,10 +66,6 @@ impl Application {
 
     pub fn store(&self) -> Arc<dyn Store> {
         self.state.store.clone()
-    }
-
-    pub fn state(&self) -> AppState {
-        self.state.clone()
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests and ticks

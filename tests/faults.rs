@@ -150,29 +150,36 @@ impl Drop for ProxiedApp {
     }
 }
 
-async fn call(client: &reqwest::Client, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let _ = client;
+async fn call(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
     let resp = req.send().await.expect("request sent");
     let status = resp.status();
     let body = resp.json::<Value>().await.unwrap_or(Value::Null);
     (status, body)
 }
 
+/// Registers the mock instance `instance_id` for the bearer token `auth`.
+async fn register_mock(client: &reqwest::Client, base: &str, auth: &str, instance_id: &str) {
+    let body = json!({"instance_id": instance_id, "instance_type": "t2.micro", "region": "mock", "is_mock": true});
+    let (status, body) = call(
+        client
+            .post(format!("{base}/api/instances/"))
+            .header("Authorization", auth)
+            .json(&body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
 async fn login(client: &reqwest::Client, base: &str, email: &str) -> String {
     let creds = json!({"email": email, "password": "testpass123"});
     let (status, _) = call(
-        client,
         client
             .post(format!("{base}/api/auth/register"))
             .json(&creds),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, body) = call(
-        client,
-        client.post(format!("{base}/api/auth/login")).json(&creds),
-    )
-    .await;
+    let (status, body) = call(client.post(format!("{base}/api/auth/login")).json(&creds)).await;
     assert_eq!(status, StatusCode::OK);
     body["token"].as_str().unwrap().to_owned()
 }
@@ -194,19 +201,9 @@ async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes()
 
     let token = login(client, base, "outage@example.com").await;
     let auth = format!("Bearer {token}");
-    let instance = json!({"instance_id": "mock-outage", "instance_type": "t2.micro", "region": "mock", "is_mock": true});
-    let (status, _) = call(
-        client,
-        client
-            .post(format!("{base}/api/instances/"))
-            .header("Authorization", &auth)
-            .json(&instance),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED);
+    register_mock(client, base, &auth, "mock-outage").await;
     let sim = json!({"instance_id": "mock-outage", "cpu_utilization": 50.0, "duration_minutes": 5, "interval_seconds": 30});
     let (status, _) = call(
-        client,
         client
             .post(format!("{base}/api/metrics/simulate"))
             .header("Authorization", &auth)
@@ -223,7 +220,6 @@ async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes()
     ] {
         let started = Instant::now();
         let (status, body) = call(
-            client,
             client
                 .get(format!("{base}{path}"))
                 .header("Authorization", &auth),
@@ -253,7 +249,6 @@ async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes()
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (status, body) = call(
-            client,
             client
                 .get(format!("{base}/api/metrics/mock-outage"))
                 .header("Authorization", &auth),
@@ -271,7 +266,6 @@ async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes()
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let (status, _) = call(
-        client,
         client
             .post(format!("{base}/api/metrics/simulate"))
             .header("Authorization", &auth)
@@ -320,7 +314,6 @@ async fn a_hung_database_makes_requests_time_out_with_503() {
     proxy.freeze(true);
     let started = Instant::now();
     let (status, body) = call(
-        client,
         client
             .get(format!("{base}/api/auth/me"))
             .header("Authorization", &auth),
@@ -343,7 +336,6 @@ async fn a_hung_database_makes_requests_time_out_with_503() {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let (status, body) = call(
-            client,
             client
                 .get(format!("{base}/api/auth/me"))
                 .header("Authorization", &auth),
@@ -462,15 +454,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero(database_url: &st
     let client = reqwest::Client::new();
     let token = login(&client, &base, "term@example.com").await;
     let auth = format!("Bearer {token}");
-    let instance = json!({"instance_id": "mock-term", "instance_type": "t2.micro", "region": "mock", "is_mock": true});
-    call(
-        &client,
-        client
-            .post(format!("{base}/api/instances/"))
-            .header("Authorization", &auth)
-            .json(&instance),
-    )
-    .await;
+    register_mock(&client, &base, &auth, "mock-term").await;
 
     // Logins (an argon2 verification each) and 10,000-point simulations: several
     // are still in flight when SIGTERM arrives.
@@ -538,17 +522,8 @@ async fn kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes(d
     let client = reqwest::Client::new();
     let token = login(&client, &base, "crash@example.com").await;
     let auth = format!("Bearer {token}");
-    let instance = json!({"instance_id": "mock-crash", "instance_type": "t2.micro", "region": "mock", "is_mock": true});
+    register_mock(&client, &base, &auth, "mock-crash").await;
     call(
-        &client,
-        client
-            .post(format!("{base}/api/instances/"))
-            .header("Authorization", &auth)
-            .json(&instance),
-    )
-    .await;
-    call(
-        &client,
         client
             .patch(format!("{base}/api/instances/mock-crash/monitor/start"))
             .header("Authorization", &auth),
@@ -618,7 +593,6 @@ async fn kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes(d
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let (_, body) = call(
-            &client,
             client
                 .get(format!("{base}/api/metrics/mock-crash?limit=1"))
                 .header("Authorization", &auth),

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long failed attempts are remembered.
-pub(super) const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// How many times an email's allowance one client address gets.
 const ADDRESS_FACTOR: u32 = 10;

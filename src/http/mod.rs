@@ -13,7 +13,7 @@ mod time;
 
 pub use docs::ApiDoc;
 pub use error::{ApiError, ErrorBody};
-pub use limit::LoginLimiter;
+pub use limit::{LOGIN_WINDOW, LoginLimiter};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,9 +125,4 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed("Method not allowed".into())
-}
-
-/// The window failed logins are counted in.
-pub fn limit_window() -> Duration {
-    limit::LOGIN_WINDOW
 }

@@ -7,11 +7,11 @@
 //! database and share the work. Each tick is a public function tests call directly.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -208,90 +208,85 @@ pub struct Jobs {
 const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
 
 impl Jobs {
+    async fn collect(self: Arc<Self>, now: DateTime<Utc>) -> StoreResult<String> {
+        let report = run_collection_tick(
+            self.store.as_ref(),
+            self.mock.as_ref(),
+            self.cloud.as_ref(),
+            self.metrics_interval,
+            now,
+        )
+        .await?;
+        Ok(format!(
+            "{} instances, {} metrics stored, {} failed",
+            report.instances, report.rows, report.events
+        ))
+    }
+
+    async fn scale(self: Arc<Self>, now: DateTime<Utc>) -> StoreResult<String> {
+        let report = run_scaling_tick(
+            self.store.as_ref(),
+            &self.policy,
+            self.scaling_interval,
+            now,
+        )
+        .await?;
+        Ok(format!(
+            "{} instances evaluated, {} actions, {} decisions recorded",
+            report.instances, report.events, report.rows
+        ))
+    }
+
+    async fn retain(self: Arc<Self>, now: DateTime<Utc>) -> StoreResult<String> {
+        let deleted = run_retention_tick(
+            self.store.as_ref(),
+            self.metrics_retention_days,
+            self.decisions_retention_days,
+            now,
+        )
+        .await?;
+        Ok(format!("{deleted} expired rows deleted"))
+    }
+
     /// Starts the loops; they stop, each after its in-flight tick, once `cancel` fires.
     pub fn spawn(self, cancel: CancellationToken) -> Vec<JoinHandle<()>> {
-        let collect = {
-            let jobs = self.clone();
+        let jobs = Arc::new(self);
+        vec![
             every(
-                self.metrics_interval,
-                cancel.clone(),
+                jobs.metrics_interval,
                 "collection",
-                move |now| {
-                    let jobs = jobs.clone();
-                    async move {
-                        let report = run_collection_tick(
-                            jobs.store.as_ref(),
-                            jobs.mock.as_ref(),
-                            jobs.cloud.as_ref(),
-                            jobs.metrics_interval,
-                            now,
-                        )
-                        .await?;
-                        Ok(format!(
-                            "{} instances, {} metrics stored, {} failed",
-                            report.instances, report.rows, report.events
-                        ))
-                    }
-                },
-            )
-        };
-        let scale = {
-            let jobs = self.clone();
+                &jobs,
+                &cancel,
+                |j, now| Box::pin(j.collect(now)),
+            ),
             every(
-                self.scaling_interval,
-                cancel.clone(),
+                jobs.scaling_interval,
                 "scaling",
-                move |now| {
-                    let jobs = jobs.clone();
-                    async move {
-                        let report = run_scaling_tick(
-                            jobs.store.as_ref(),
-                            &jobs.policy,
-                            jobs.scaling_interval,
-                            now,
-                        )
-                        .await?;
-                        Ok(format!(
-                            "{} instances evaluated, {} actions, {} decisions recorded",
-                            report.instances, report.events, report.rows
-                        ))
-                    }
-                },
-            )
-        };
-        let retain = {
-            let jobs = self;
-            every(RETENTION_INTERVAL, cancel, "retention", move |now| {
-                let jobs = jobs.clone();
-                async move {
-                    let deleted = run_retention_tick(
-                        jobs.store.as_ref(),
-                        jobs.metrics_retention_days,
-                        jobs.decisions_retention_days,
-                        now,
-                    )
-                    .await?;
-                    Ok(format!("{deleted} expired rows deleted"))
-                }
-            })
-        };
-        vec![collect, scale, retain]
+                &jobs,
+                &cancel,
+                |j, now| Box::pin(j.scale(now)),
+            ),
+            every(RETENTION_INTERVAL, "retention", &jobs, &cancel, |j, now| {
+                Box::pin(j.retain(now))
+            }),
+        ]
     }
 }
+
+/// One tick of a job, started at the given time; it returns a summary for the log.
+type Tick = fn(Arc<Jobs>, DateTime<Utc>) -> BoxFuture<'static, StoreResult<String>>;
 
 /// Runs `tick` at every wall-clock multiple of `interval` until `cancel` fires. A
 /// tick that overruns makes the loop skip the boundaries it missed rather than
 /// pile up; a failed tick is logged and the loop goes on.
-fn every<F, Fut>(
+fn every(
     interval: Duration,
-    cancel: CancellationToken,
     name: &'static str,
-    mut tick: F,
-) -> JoinHandle<()>
-where
-    F: FnMut(DateTime<Utc>) -> Fut + Send + 'static,
-    Fut: Future<Output = StoreResult<String>> + Send,
-{
+    jobs: &Arc<Jobs>,
+    cancel: &CancellationToken,
+    tick: Tick,
+) -> JoinHandle<()> {
+    let (jobs, cancel) = (jobs.clone(), cancel.clone());
     tokio::spawn(async move {
         let period = interval.as_millis().max(1) as i64;
         loop {
@@ -302,7 +297,7 @@ where
                 _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
             }
             let started = std::time::Instant::now();
-            match tick(Utc::now()).await {
+            match tick(jobs.clone(), Utc::now()).await {
                 Ok(summary) => tracing::debug!(
                     job = name,
                     took_ms = started.elapsed().as_millis() as u64,

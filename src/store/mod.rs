@@ -1,6 +1,26 @@
 //! Persistence: the `Store` trait and its PostgreSQL and SQLite implementations.
 //! This is the only module that contains SQL.
 
+// Column lists shared by both backends' queries, as literals for `concat!`
+// (sqlx takes only `&'static str` SQL). Defined before the backend modules so
+// their textual scope covers them.
+
+/// The columns an instance row reads.
+macro_rules! instance_columns {
+    () => {
+        "id, user_id, instance_id, instance_type, region, is_mock, is_monitoring, scale_level, \
+         last_action_at, last_collected_at, last_collection_error, created_at"
+    };
+}
+
+/// The columns a metric row reads.
+macro_rules! metric_columns {
+    () => {
+        "id, instance, ts, cpu_utilization, memory_usage, network_in, network_out, \
+         is_outlier, outlier_type"
+    };
+}
+
 mod postgres;
 mod sqlite;
 

@@ -81,14 +81,6 @@ impl TryFrom<UserRow> for User {
     }
 }
 
-/// The columns an `InstanceRow` reads, as a literal for `concat!`.
-macro_rules! instance_columns {
-    () => {
-        "id, user_id, instance_id, instance_type, region, is_mock, is_monitoring, scale_level, \
-         last_action_at, last_collected_at, last_collection_error, created_at"
-    };
-}
-
 #[derive(sqlx::FromRow)]
 struct InstanceRow {
     id: String,
@@ -364,11 +356,11 @@ impl Store for SqliteStore {
     }
 
     async fn recent_metrics(&self, instance: Uuid, limit: i64) -> StoreResult<Vec<Metric>> {
-        let rows: Vec<MetricRow> = sqlx::query_as(
-            "SELECT id, instance, ts, cpu_utilization, memory_usage, network_in, network_out,
-                    is_outlier, outlier_type
-             FROM metrics WHERE instance = ?1 ORDER BY ts DESC, id DESC LIMIT ?2",
-        )
+        let rows: Vec<MetricRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            metric_columns!(),
+            " FROM metrics WHERE instance = ?1 ORDER BY ts DESC, id DESC LIMIT ?2"
+        ))
         .bind(instance.to_string())
         .bind(limit)
         .fetch_all(&self.pool)
@@ -382,13 +374,13 @@ impl Store for SqliteStore {
         instance_id: &str,
         limit: i64,
     ) -> StoreResult<Vec<Metric>> {
-        let rows: Vec<MetricRow> = sqlx::query_as(
-            "SELECT id, instance, ts, cpu_utilization, memory_usage, network_in, network_out,
-                    is_outlier, outlier_type
-             FROM metrics
-             WHERE instance = (SELECT id FROM instances WHERE instance_id = ?1 AND user_id = ?2)
-             ORDER BY ts DESC, id DESC LIMIT ?3",
-        )
+        let rows: Vec<MetricRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            metric_columns!(),
+            " FROM metrics
+                 WHERE instance = (SELECT id FROM instances WHERE instance_id = ?1 AND user_id = ?2)
+                 ORDER BY ts DESC, id DESC LIMIT ?3"
+        ))
         .bind(instance_id)
         .bind(user.to_string())
         .bind(limit)
