@@ -233,7 +233,7 @@ impl Store for TimedStore {
         user: Uuid,
         instance_id: &str,
         limit: i64,
-    ) -> StoreResult<Vec<Metric>> {
+    ) -> StoreResult<Option<Vec<Metric>>> {
         self.inner
             .recent_metrics_owned(user, instance_id, limit)
             .await

@@ -50,6 +50,11 @@ impl ApiError {
         ApiError::BadRequest(msg.into())
     }
 
+    /// 401 for a token that is malformed, forged or names a user who is gone.
+    pub fn invalid_token() -> Self {
+        ApiError::Unauthorized("Token is invalid".into())
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,

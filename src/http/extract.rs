@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use super::{ApiError, AppState};
 use crate::auth::TokenError;
 use crate::model::User;
+use uuid::Uuid;
 
 /// A JSON request body. A body that is not JSON, or not the expected shape, is a 400
 /// (or 415 when it was sent as another media type); more than 1 MiB is a 413.
@@ -51,6 +52,55 @@ where
     }
 }
 
+/// The user id a valid bearer token names, not yet checked against the database.
+///
+/// A handler taking this instead of [`AuthUser`] must itself answer 401 when the
+/// user no longer exists; the hottest read folds that check into its own query.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthToken(pub Uuid);
+
+impl<S> FromRequestParts<S> for AuthToken
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let header = match parts.headers.get(header::AUTHORIZATION) {
+            None => return Err(ApiError::Unauthorized("Token is missing".into())),
+            Some(h) => h.to_str().map_err(|_| ApiError::invalid_token())?.trim(),
+        };
+        let token = match header.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            // `Bearer ` with nothing after it (trimmed to `Bearer`), or an empty header.
+            None if header.is_empty() || header.eq_ignore_ascii_case("bearer") => "",
+            _ => return Err(ApiError::invalid_token()),
+        };
+        if token.is_empty() {
+            return Err(ApiError::Unauthorized("Token is missing".into()));
+        }
+        let claims = state.keys.verify(token).map_err(|e| match e {
+            TokenError::Expired => ApiError::Unauthorized("Token has expired".into()),
+            TokenError::Invalid => ApiError::invalid_token(),
+        })?;
+        Ok(AuthToken(claims.sub))
+    }
+}
+
+impl AuthToken {
+    /// The user the token names; 401 when the account no longer exists, since a
+    /// token outlives nothing.
+    pub async fn user(self, state: &AppState) -> Result<User, ApiError> {
+        state
+            .store
+            .user_by_id(self.0)
+            .await?
+            .ok_or_else(ApiError::invalid_token)
+    }
+}
+
 /// The user a valid bearer token belongs to.
 #[derive(Debug, Clone)]
 pub struct AuthUser(pub User);
@@ -63,31 +113,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AppState::from_ref(state);
-        let invalid = || ApiError::Unauthorized("Token is invalid".into());
-        let header = match parts.headers.get(header::AUTHORIZATION) {
-            None => return Err(ApiError::Unauthorized("Token is missing".into())),
-            Some(h) => h.to_str().map_err(|_| invalid())?.trim(),
-        };
-        let token = match header.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-            // `Bearer ` with nothing after it (trimmed to `Bearer`), or an empty header.
-            None if header.is_empty() || header.eq_ignore_ascii_case("bearer") => "",
-            _ => return Err(invalid()),
-        };
-        if token.is_empty() {
-            return Err(ApiError::Unauthorized("Token is missing".into()));
-        }
-        let claims = state.keys.verify(token).map_err(|e| match e {
-            TokenError::Expired => ApiError::Unauthorized("Token has expired".into()),
-            TokenError::Invalid => invalid(),
-        })?;
-        // A token outlives nothing: the account it names must still exist.
-        let user = state
-            .store
-            .user_by_id(claims.sub)
-            .await?
-            .ok_or_else(invalid)?;
-        Ok(AuthUser(user))
+        let token = AuthToken::from_request_parts(parts, state).await?;
+        Ok(AuthUser(token.user(&AppState::from_ref(state)).await?))
     }
 }

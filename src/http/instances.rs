@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::error::{ErrorBody, OnConflict};
 use super::extract::{ApiJson, AuthUser};
 use super::{ApiError, AppState};
-use crate::model::{Instance, User};
+use crate::model::Instance;
 use crate::scaling::capacity_for_level;
 use crate::store::NewInstance;
 
@@ -249,7 +249,7 @@ pub async fn list_instances(
 /// belongs to someone else.
 pub(super) async fn owned_instance(
     state: &AppState,
-    user: &User,
+    user: Uuid,
     instance_id: &str,
 ) -> Result<Instance, ApiError> {
     let instance = state
@@ -257,7 +257,7 @@ pub(super) async fn owned_instance(
         .instance_by_instance_id(instance_id)
         .await?
         .ok_or_else(|| ApiError::NotFound("Instance not found".into()))?;
-    if instance.user_id != user.id {
+    if instance.user_id != user {
         return Err(ApiError::Forbidden(
             "Unauthorized: You don't own this instance".into(),
         ));
@@ -291,7 +291,7 @@ pub async fn start_monitoring(
     AuthUser(user): AuthUser,
     Path(instance_id): Path<String>,
 ) -> Result<Json<MessageResponse>, ApiError> {
-    let instance = owned_instance(&state, &user, &instance_id).await?;
+    let instance = owned_instance(&state, user.id, &instance_id).await?;
     if !state.store.set_monitoring(instance.id, true).await? {
         return Err(ApiError::bad_request(
             "Monitoring is already active for this instance",
@@ -320,7 +320,7 @@ pub async fn stop_monitoring(
     AuthUser(user): AuthUser,
     Path(instance_id): Path<String>,
 ) -> Result<Json<MessageResponse>, ApiError> {
-    let instance = owned_instance(&state, &user, &instance_id).await?;
+    let instance = owned_instance(&state, user.id, &instance_id).await?;
     if !state.store.set_monitoring(instance.id, false).await? {
         return Err(ApiError::bad_request(
             "Monitoring is not active for this instance",

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::error::ErrorBody;
-use super::extract::{ApiJson, AuthUser};
+use super::extract::{ApiJson, AuthToken, AuthUser};
 use super::instances::owned_instance;
 use super::{ApiError, AppState};
 use crate::model::{DecisionRecord, Metric, MetricSource, NewMetric, OutlierType};
@@ -126,19 +126,27 @@ pub struct MetricsResponse {
     ))]
 pub async fn list_metrics(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    token: AuthToken,
     Path(instance_id): Path<String>,
     query: Result<Query<LimitQuery>, QueryRejection>,
 ) -> Result<Json<MetricsResponse>, ApiError> {
-    let limit = limit_from(query, 100, MAX_METRICS_LIMIT)?;
+    let limit = match limit_from(query, 100, MAX_METRICS_LIMIT) {
+        Ok(limit) => limit,
+        Err(bad_limit) => {
+            // A gone account's 401 comes before the 400, as on every other route.
+            token.user(&state).await?;
+            return Err(bad_limit);
+        }
+    };
     let mut metrics = state
         .store
-        .recent_metrics_owned(user.id, &instance_id, limit)
-        .await?;
+        .recent_metrics_owned(token.0, &instance_id, limit)
+        .await?
+        .ok_or_else(ApiError::invalid_token)?;
     if metrics.is_empty() {
         // No metrics, or not this user's instance: the lookup says which (404/403),
         // and reading again covers an instance registered in between.
-        let instance = owned_instance(&state, &user, &instance_id).await?;
+        let instance = owned_instance(&state, token.0, &instance_id).await?;
         metrics = state.store.recent_metrics(instance.id, limit).await?;
     }
     Ok(Json(MetricsResponse {
@@ -213,7 +221,7 @@ pub async fn list_decisions(
     query: Result<Query<LimitQuery>, QueryRejection>,
 ) -> Result<Json<DecisionsResponse>, ApiError> {
     let limit = limit_from(query, 50, MAX_DECISIONS_LIMIT)?;
-    let instance = owned_instance(&state, &user, &instance_id).await?;
+    let instance = owned_instance(&state, user.id, &instance_id).await?;
     let decisions = state.store.recent_decisions(instance.id, limit).await?;
     Ok(Json(DecisionsResponse {
         instance_id: instance.instance_id,
@@ -420,7 +428,7 @@ pub async fn simulate(
     ApiJson(body): ApiJson<SimulateRequest>,
 ) -> Result<(StatusCode, Json<SimulateResponse>), ApiError> {
     let simulation = body.validate()?;
-    let instance = owned_instance(&state, &user, &simulation.instance_id).await?;
+    let instance = owned_instance(&state, user.id, &simulation.instance_id).await?;
     let samples = simulation.samples(instance.id, Utc::now());
     let stored = state.store.insert_metrics(&samples).await?;
     let response = match simulation.series {

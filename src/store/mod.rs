@@ -161,14 +161,15 @@ pub trait Store: Send + Sync + 'static {
     async fn recent_metrics(&self, instance: Uuid, limit: i64) -> StoreResult<Vec<Metric>>;
     /// The newest `limit` metrics of the instance with user-facing id `instance_id`
     /// if `user` owns it, newest first, in one round trip (the API's hottest read).
-    /// Empty both when it has no metrics and when it is not theirs or does not exist:
-    /// only then does the caller need to look the instance up to tell which.
+    /// `None` when `user` no longer exists, so the read also serves as the token's
+    /// account check. Empty both when the instance has no metrics and when it is not
+    /// theirs or does not exist: only then does the caller need to look it up.
     async fn recent_metrics_owned(
         &self,
         user: Uuid,
         instance_id: &str,
         limit: i64,
-    ) -> StoreResult<Vec<Metric>>;
+    ) -> StoreResult<Option<Vec<Metric>>>;
     /// The newest `limit` decisions of an instance, newest first.
     async fn recent_decisions(
         &self,

@@ -2,6 +2,11 @@
 //! and concurrent requests share one file without "database is locked". Batches
 //! travel as one JSON array bound to a single statement and unpacked by `json_each`,
 //! the SQLite counterpart of PostgreSQL's UNNEST.
+//!
+//! Every `LIMIT` takes `?N + 0` rather than a bare `?N`. SQLite plans a bare
+//! parameter's LIMIT with its bound value, marking the statement to be prepared
+//! again whenever that parameter is rebound, so a cached statement would be parsed
+//! anew on every run; an expression keeps the cached plan.
 
 use std::str::FromStr;
 
@@ -58,7 +63,7 @@ fn time(v: i64) -> DateTime<Utc> {
 }
 
 fn uuid(s: &str) -> StoreResult<Uuid> {
-    Uuid::parse_str(s).map_err(|e| StoreError::Other(sqlx::Error::Decode(Box::new(e))))
+    Uuid::parse_str(s).map_err(decode_error)
 }
 
 #[derive(sqlx::FromRow)]
@@ -145,6 +150,45 @@ impl TryFrom<MetricRow> for Metric {
             outlier_type: r.outlier_type.as_deref().and_then(OutlierType::parse),
         })
     }
+}
+
+/// A metric row as `recent_metrics_owned` packs it into JSON: its columns in
+/// `metric_columns!` order, with the reals as text.
+type PackedMetric = (
+    String,
+    String,
+    i64,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    Option<String>,
+);
+
+impl TryFrom<PackedMetric> for MetricRow {
+    type Error = StoreError;
+    fn try_from(p: PackedMetric) -> StoreResult<Self> {
+        let (id, instance, ts, cpu, memory, network_in, network_out, outlier, outlier_type) = p;
+        Ok(MetricRow {
+            id,
+            instance,
+            ts,
+            cpu_utilization: cpu.parse().map_err(decode_error)?,
+            memory_usage: memory
+                .map(|m| m.parse())
+                .transpose()
+                .map_err(decode_error)?,
+            network_in,
+            network_out,
+            is_outlier: outlier != 0,
+            outlier_type,
+        })
+    }
+}
+
+fn decode_error(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+    StoreError::Other(sqlx::Error::Decode(e.into()))
 }
 
 #[derive(sqlx::FromRow)]
@@ -359,7 +403,7 @@ impl Store for SqliteStore {
         let rows: Vec<MetricRow> = sqlx::query_as(concat!(
             "SELECT ",
             metric_columns!(),
-            " FROM metrics WHERE instance = ?1 ORDER BY ts DESC, id DESC LIMIT ?2"
+            " FROM metrics WHERE instance = ?1 ORDER BY ts DESC, id DESC LIMIT ?2 + 0"
         ))
         .bind(instance.to_string())
         .bind(limit)
@@ -373,20 +417,43 @@ impl Store for SqliteStore {
         user: Uuid,
         instance_id: &str,
         limit: i64,
-    ) -> StoreResult<Vec<Metric>> {
-        let rows: Vec<MetricRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            metric_columns!(),
-            " FROM metrics
-                 WHERE instance = (SELECT id FROM instances WHERE instance_id = ?1 AND user_id = ?2)
-                 ORDER BY ts DESC, id DESC LIMIT ?3"
-        ))
+    ) -> StoreResult<Option<Vec<Metric>>> {
+        // sqlx copies each row's values on its SQLite worker thread and wakes this
+        // task once per row; at 100 rows that handover was most of the request. So
+        // the page comes back packed in one JSON text. Reals travel as 17-digit text,
+        // which parses back to the stored value exactly (JSON's own rendering keeps
+        // only 15 digits); a unit test below holds SQLite to that.
+        let (user_exists, page): (bool, String) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE id = ?2),
+                    (SELECT json_group_array(
+                                json_array(id, instance, ts,
+                                           printf('%!.17g', cpu_utilization),
+                                           iif(memory_usage IS NULL, NULL,
+                                               printf('%!.17g', memory_usage)),
+                                           network_in, network_out, is_outlier, outlier_type))
+                     FROM (SELECT * FROM metrics
+                           WHERE instance = (SELECT id FROM instances
+                                             WHERE instance_id = ?1 AND user_id = ?2)
+                           ORDER BY ts DESC, id DESC LIMIT ?3 + 0))",
+        )
         .bind(instance_id)
         .bind(user.to_string())
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        convert(rows)
+        if !user_exists {
+            return Ok(None);
+        }
+        let mut packed: Vec<PackedMetric> = serde_json::from_str(&page).map_err(decode_error)?;
+        // SQL leaves an aggregate's input order unspecified; an ORDER BY inside it
+        // would sort the page a second time in SQLite, so the order is restored here
+        // (a pass over an already sorted page).
+        packed.sort_by(|a, b| (b.2, &b.0).cmp(&(a.2, &a.0)));
+        packed
+            .into_iter()
+            .map(|p| Metric::try_from(MetricRow::try_from(p)?))
+            .collect::<StoreResult<_>>()
+            .map(Some)
     }
 
     async fn recent_decisions(
@@ -397,7 +464,7 @@ impl Store for SqliteStore {
         let rows: Vec<DecisionRow> = sqlx::query_as(
             "SELECT id, instance, ts, cpu_utilization, memory_usage, network_in, network_out,
                     decision, reason
-             FROM scaling_decisions WHERE instance = ?1 ORDER BY ts DESC, id DESC LIMIT ?2",
+             FROM scaling_decisions WHERE instance = ?1 ORDER BY ts DESC, id DESC LIMIT ?2 + 0",
         )
         .bind(instance.to_string())
         .bind(limit)
@@ -412,7 +479,7 @@ impl Store for SqliteStore {
         let rows: Vec<(String, String, String, bool, Option<i64>)> = sqlx::query_as(
             "UPDATE instances SET collect_slot = ?1
              WHERE id IN (SELECT id FROM instances
-                          WHERE is_monitoring = 1 AND collect_slot < ?1 LIMIT ?2)
+                          WHERE is_monitoring = 1 AND collect_slot < ?1 LIMIT ?2 + 0)
              RETURNING id, instance_id, region, is_mock, last_collected_at",
         )
         .bind(slot)
@@ -474,7 +541,7 @@ impl Store for SqliteStore {
         let rows: Vec<(String, i32, Option<i64>, Option<String>)> = sqlx::query_as(
             "UPDATE instances SET scale_slot = ?1
              WHERE id IN (SELECT id FROM instances
-                          WHERE is_monitoring = 1 AND scale_slot < ?1 LIMIT ?2)
+                          WHERE is_monitoring = 1 AND scale_slot < ?1 LIMIT ?2 + 0)
              RETURNING id, scale_level, last_action_at, last_decision",
         )
         .bind(slot)
@@ -521,9 +588,7 @@ impl Store for SqliteStore {
                         .and_then(|p| instances.get(p))
                         .copied()
                         .ok_or_else(|| {
-                            StoreError::Other(sqlx::Error::Decode(
-                                format!("window row for batch position {position}").into(),
-                            ))
+                            decode_error(format!("window row for batch position {position}"))
                         })?;
                     Ok((
                         instance,
@@ -648,7 +713,7 @@ impl Store for SqliteStore {
         batch: i64,
     ) -> StoreResult<u64> {
         let metrics = sqlx::query(
-            "DELETE FROM metrics WHERE id IN (SELECT id FROM metrics WHERE ts < ?1 LIMIT ?2)",
+            "DELETE FROM metrics WHERE id IN (SELECT id FROM metrics WHERE ts < ?1 LIMIT ?2 + 0)",
         )
         .bind(micros(metrics_before))
         .bind(batch)
@@ -656,12 +721,61 @@ impl Store for SqliteStore {
         .await?;
         let decisions = sqlx::query(
             "DELETE FROM scaling_decisions
-             WHERE id IN (SELECT id FROM scaling_decisions WHERE ts < ?1 LIMIT ?2)",
+             WHERE id IN (SELECT id FROM scaling_decisions WHERE ts < ?1 LIMIT ?2 + 0)",
         )
         .bind(micros(decisions_before))
         .bind(batch)
         .execute(&self.pool)
         .await?;
         Ok(metrics.rows_affected() + decisions.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection;
+
+    /// Metrics reach SQLite as JSON numbers (parsed by SQLite) and leave the packed
+    /// read as `printf('%!.17g')` text (parsed by Rust). Across the API's range of
+    /// percentages both conversions must be exact, bit for bit.
+    #[tokio::test]
+    async fn reals_in_the_api_range_cross_the_json_paths_exactly() {
+        let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        // xorshift64: reproducible uniform doubles in [0, 100), plus two-decimal
+        // readings and the edges.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut values: Vec<f64> = (0..50_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 11) as f64 / (1u64 << 53) as f64 * 100.0
+            })
+            .collect();
+        values.extend((0..=10_000).map(|k| f64::from(k) / 100.0));
+        values.extend([0.1 + 0.2, 100.0 / 3.0, 99.999_999_999_999_99, 5e-324, 1e-9]);
+
+        for chunk in values.chunks(5_000) {
+            let json = serde_json::to_string(chunk).unwrap();
+            let rows: Vec<(f64, String)> = sqlx::query_as(
+                "SELECT value, printf('%!.17g', value) FROM json_each(?1) ORDER BY key",
+            )
+            .bind(&json)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            assert_eq!(rows.len(), chunk.len());
+            for (&sent, (stored, text)) in chunk.iter().zip(rows) {
+                assert_eq!(
+                    stored.to_bits(),
+                    sent.to_bits(),
+                    "stored {stored} for {sent}"
+                );
+                let read: f64 = text.parse().unwrap();
+                assert_eq!(read.to_bits(), sent.to_bits(), "read {text:?} for {sent}");
+            }
+        }
     }
 }

@@ -57,13 +57,63 @@ on_both_databases! {
         let batch: Vec<NewMetric> = (0..3).map(|i| metric(id, t - TimeDelta::seconds(i), 40.0 + i as f64)).collect();
         store.insert_metrics(&batch).await.unwrap();
 
-        let owned = store.recent_metrics_owned(alice, "mock-owned", 2).await.unwrap();
+        let owned = store.recent_metrics_owned(alice, "mock-owned", 2).await.unwrap().expect("alice exists");
         let cpus: Vec<f64> = owned.iter().map(|m| m.cpu_utilization).collect();
         assert_eq!(cpus, [40.0, 41.0], "newest first, limited");
         assert!(owned.iter().all(|m| m.instance == id));
-        assert!(store.recent_metrics_owned(bob, "mock-owned", 10).await.unwrap().is_empty(), "not bob's");
-        assert!(store.recent_metrics_owned(alice, "mock-empty", 10).await.unwrap().is_empty());
-        assert!(store.recent_metrics_owned(alice, "mock-nowhere", 10).await.unwrap().is_empty());
+        let read = |user: Uuid, instance_id: &'static str| async move {
+            store.recent_metrics_owned(user, instance_id, 10).await.unwrap()
+        };
+        assert_eq!(read(bob, "mock-owned").await.map(|m| m.len()), Some(0), "not bob's");
+        assert_eq!(read(alice, "mock-empty").await.map(|m| m.len()), Some(0));
+        assert_eq!(read(alice, "mock-nowhere").await.map(|m| m.len()), Some(0));
+        assert!(read(Uuid::new_v4(), "mock-owned").await.is_none(), "no such user");
+        store.delete_user(bob).await.unwrap();
+        assert!(read(bob, "mock-owned").await.is_none(), "bob is gone");
+    }
+}
+
+on_both_databases! {
+    async fn recent_metrics_owned_returns_exactly_what_recent_metrics_does(app) {
+        let store = app.store.as_ref();
+        let alice = user(store, "alice@example.com").await;
+        let id = instance(store, alice, "mock-exact").await;
+        let t = now();
+        // Values that need all 17 significant digits, extremes, and timestamps shared
+        // by several rows (ordered by id among themselves).
+        let cpus = [
+            0.1 + 0.2, 100.0 / 3.0, 99.999_999_999_999_99, 5e-324, 1e-9, 0.0, 100.0,
+            12.345_678_901_234_567, 2.0_f64.sqrt(), 77.7,
+        ];
+        let batch: Vec<NewMetric> = cpus
+            .iter()
+            .enumerate()
+            .map(|(i, &cpu)| NewMetric {
+                memory_usage: (i % 3 != 0).then_some(cpu / 7.0),
+                network_in: (i % 2 == 0).then_some(9_000_000_000_000_000 - i as i64),
+                network_out: Some(i as i64),
+                ..metric(id, t - TimeDelta::seconds(i as i64 / 3), cpu)
+            })
+            .collect();
+        store.insert_metrics(&batch).await.unwrap();
+
+        for limit in [1, 4, 10, 50] {
+            let owned = store.recent_metrics_owned(alice, "mock-exact", limit).await.unwrap().unwrap();
+            let plain = store.recent_metrics(id, limit).await.unwrap();
+            assert_eq!(owned, plain, "limit {limit}");
+            assert_eq!(owned.len(), (limit as usize).min(cpus.len()));
+        }
+        let mut stored: Vec<u64> = store
+            .recent_metrics(id, 50)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.cpu_utilization.to_bits())
+            .collect();
+        let mut sent: Vec<u64> = cpus.iter().map(|c| c.to_bits()).collect();
+        stored.sort_unstable();
+        sent.sort_unstable();
+        assert_eq!(stored, sent, "every value stored and read back bit for bit");
     }
 }
 

@@ -18,6 +18,8 @@ fn protected_endpoints() -> Vec<(Method, &'static str, Option<Value>)> {
         (Method::PATCH, "/api/instances/mock-t/monitor/start", None),
         (Method::PATCH, "/api/instances/mock-t/monitor/stop", None),
         (Method::GET, "/api/metrics/mock-t", None),
+        // The account check comes before the query's own validation.
+        (Method::GET, "/api/metrics/mock-t?limit=0", None),
         (Method::GET, "/api/metrics/decisions/mock-t", None),
         (
             Method::POST,
@@ -152,5 +154,18 @@ on_both_databases! {
             let (status, resp) = app.call(method.clone(), path, Some(&token), body).await;
             assert_eq!((status, resp), (StatusCode::UNAUTHORIZED, error("Token is invalid")), "{method} {path}");
         }
+    }
+
+    async fn a_deleted_users_metrics_are_401_not_an_empty_page(app) {
+        let token = app.user("had-metrics@example.com").await;
+        app.mock_instance(&token, "mock-had").await;
+        app.simulate(&token, json!({"instance_id": "mock-had", "cpu_utilization": 50.0})).await;
+        let (status, before) = app.get("/api/metrics/mock-had", &token).await;
+        assert_eq!((status, before["metrics"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)));
+
+        assert!(app.store.delete_user(app.user_id(&token).await).await.unwrap());
+
+        let (status, body) = app.get("/api/metrics/mock-had", &token).await;
+        assert_eq!((status, body), (StatusCode::UNAUTHORIZED, error("Token is invalid")));
     }
 }
