@@ -472,9 +472,11 @@ impl Store for PostgresStore {
 
     async fn insert_metrics(&self, metrics: &[NewMetric]) -> StoreResult<Vec<Metric>> {
         let stored: Vec<Metric> = metrics.iter().map(super::to_stored).collect();
-        let mut tx = self.pool.begin().await?;
-        MetricColumns::new(&stored, metrics).insert(&mut tx).await?;
-        tx.commit().await?;
+        let mut conn = self.pool.acquire().await?;
+        // One statement, atomic on its own: no BEGIN and COMMIT round trips.
+        MetricColumns::new(&stored, metrics)
+            .insert(&mut conn)
+            .await?;
         Ok(stored)
     }
 
