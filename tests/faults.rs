@@ -157,6 +157,29 @@ async fn call(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
     (status, body)
 }
 
+/// GETs `url` with the bearer `auth` every 250 ms until `done` accepts the answer,
+/// and returns its body; fails when that hasn't happened within `within`.
+async fn get_until(
+    client: &reqwest::Client,
+    url: &str,
+    auth: &str,
+    within: Duration,
+    done: impl Fn(StatusCode, &Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, body) = call(client.get(url).header("Authorization", auth)).await;
+        if done(status, &body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} not as awaited after {within:?}: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Registers the mock instance `instance_id` for the bearer token `auth`.
 async fn register_mock(client: &reqwest::Client, base: &str, auth: &str, instance_id: &str) {
     let body = json!({"instance_id": instance_id, "instance_type": "t2.micro", "region": "mock", "is_mock": true});
@@ -246,25 +269,16 @@ async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes()
     );
 
     proxy.restore();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = call(
-            client
-                .get(format!("{base}/api/metrics/mock-outage"))
-                .header("Authorization", &auth),
-        )
-        .await;
-        if status == StatusCode::OK {
-            assert_eq!(
-                body["metrics"].as_array().unwrap().len(),
-                10,
-                "acknowledged writes survive"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "no recovery: {status} {body}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let url = format!("{base}/api/metrics/mock-outage");
+    let body = get_until(client, &url, &auth, Duration::from_secs(20), |status, _| {
+        status == StatusCode::OK
+    })
+    .await;
+    assert_eq!(
+        body["metrics"].as_array().unwrap().len(),
+        10,
+        "acknowledged writes survive"
+    );
     let (status, _) = call(
         client
             .post(format!("{base}/api/metrics/simulate"))
@@ -333,21 +347,12 @@ async fn a_hung_database_makes_requests_time_out_with_503() {
     );
 
     proxy.freeze(false);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (status, body) = call(
-            client
-                .get(format!("{base}/api/auth/me"))
-                .header("Authorization", &auth),
-        )
-        .await;
-        if status == StatusCode::OK {
-            assert_eq!(body["email"], "hung@example.com");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no recovery: {status} {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let url = format!("{base}/api/auth/me");
+    let body = get_until(client, &url, &auth, Duration::from_secs(15), |status, _| {
+        status == StatusCode::OK
+    })
+    .await;
+    assert_eq!(body["email"], "hung@example.com");
 }
 
 fn free_port() -> u16 {
@@ -590,27 +595,15 @@ async fn kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes(d
     let restarted_at = chrono::Utc::now();
     let mut child = start_binary(dir.path(), database_url, port, &fast_jobs);
     wait_healthy(&base).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (_, body) = call(
-            client
-                .get(format!("{base}/api/metrics/mock-crash?limit=1"))
-                .header("Authorization", &auth),
-        )
-        .await;
-        let newest = body["metrics"][0]["timestamp"]
+    let url = format!("{base}/api/metrics/mock-crash?limit=1");
+    get_until(&client, &url, &auth, Duration::from_secs(15), |_, body| {
+        let newest = &body["metrics"][0];
+        newest["timestamp"]
             .as_str()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-        if newest.is_some_and(|t| t > restarted_at && body["metrics"][0]["cpu_utilization"] != 77.7)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no collection after restart: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| t > restarted_at && newest["cpu_utilization"] != 77.7)
+    })
+    .await;
     signal(&child, "TERM");
     assert!(
         wait_exit(&mut child, Duration::from_secs(10))

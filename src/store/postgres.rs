@@ -232,37 +232,6 @@ impl From<MetricRow> for Metric {
     }
 }
 
-/// A metric's columns from the outer side of a LEFT JOIN: all NULL when nothing
-/// matched.
-#[derive(sqlx::FromRow)]
-struct OptionalMetricRow {
-    id: Option<Uuid>,
-    instance: Option<Uuid>,
-    ts: Option<DateTime<Utc>>,
-    cpu_utilization: Option<f64>,
-    memory_usage: Option<f64>,
-    network_in: Option<i64>,
-    network_out: Option<i64>,
-    is_outlier: Option<bool>,
-    outlier_type: Option<String>,
-}
-
-impl OptionalMetricRow {
-    fn metric(self) -> Option<Metric> {
-        Some(Metric::from(MetricRow {
-            id: self.id?,
-            instance: self.instance?,
-            ts: self.ts?,
-            cpu_utilization: self.cpu_utilization?,
-            memory_usage: self.memory_usage,
-            network_in: self.network_in,
-            network_out: self.network_out,
-            is_outlier: self.is_outlier?,
-            outlier_type: self.outlier_type,
-        }))
-    }
-}
-
 #[derive(sqlx::FromRow)]
 struct DecisionRow {
     id: Uuid,
@@ -499,33 +468,25 @@ impl Store for PostgresStore {
         instance_id: &str,
         limit: i64,
     ) -> StoreResult<Option<Vec<Metric>>> {
-        // No row: the user is gone. One row of NULLs: they exist, but this read found
-        // no metrics of theirs.
-        let rows: Vec<OptionalMetricRow> = sqlx::query_as(
-            "SELECT m.id, m.instance, m.ts, m.cpu_utilization, m.memory_usage, m.network_in,
-                    m.network_out, m.is_outlier, m.outlier_type
-             FROM users u
-             LEFT JOIN LATERAL (
-                 SELECT * FROM metrics
-                 WHERE instance = (SELECT id FROM instances
-                                   WHERE instance_id = $1 AND user_id = u.id)
-                 ORDER BY ts DESC, id DESC LIMIT $3
-             ) m ON true
-             WHERE u.id = $2",
-        )
+        let rows: Vec<MetricRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            metric_columns!(),
+            " FROM metrics
+                 WHERE instance = (SELECT id FROM instances WHERE instance_id = $1 AND user_id = $2)
+                 ORDER BY ts DESC, id DESC LIMIT $3"
+        ))
         .bind(instance_id)
         .bind(user)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        if rows.is_empty() {
+        // A user's instances, and their metrics, go with the user (ON DELETE CASCADE,
+        // always enforced here), so a metric found proves the user exists: only an
+        // empty read has to ask.
+        if rows.is_empty() && self.user_by_id(user).await?.is_none() {
             return Ok(None);
         }
-        Ok(Some(
-            rows.into_iter()
-                .filter_map(OptionalMetricRow::metric)
-                .collect(),
-        ))
+        Ok(Some(rows.into_iter().map(Into::into).collect()))
     }
 
     async fn recent_decisions(

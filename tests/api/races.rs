@@ -3,10 +3,19 @@
 
 use futures::future::join_all;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::error;
 use crate::on_both_databases;
+
+/// Exactly one of `answers` has status `won`; every other one is `lost`.
+fn assert_one_wins(answers: Vec<(StatusCode, Value)>, won: StatusCode, lost: (StatusCode, Value)) {
+    let winners = answers.iter().filter(|(s, _)| *s == won).count();
+    assert_eq!(winners, 1, "{answers:?}");
+    for answer in answers.into_iter().filter(|(s, _)| *s != won) {
+        assert_eq!(answer, lost);
+    }
+}
 
 on_both_databases! {
     async fn concurrent_registrations_of_one_email_create_one_user(app) {
@@ -14,11 +23,7 @@ on_both_databases! {
 
         let answers = join_all((0..6).map(|_| app.post("/api/auth/register", None, creds.clone()))).await;
 
-        let created = answers.iter().filter(|(s, _)| *s == StatusCode::CREATED).count();
-        assert_eq!(created, 1, "{answers:?}");
-        for (status, body) in answers.into_iter().filter(|(s, _)| *s != StatusCode::CREATED) {
-            assert_eq!((status, body), (StatusCode::CONFLICT, error("User with this email already exists")));
-        }
+        assert_one_wins(answers, StatusCode::CREATED, (StatusCode::CONFLICT, error("User with this email already exists")));
     }
 
     async fn concurrent_registrations_of_one_instance_id_create_one_instance(app) {
@@ -31,11 +36,7 @@ on_both_databases! {
         )
         .await;
 
-        let created = answers.iter().filter(|(s, _)| *s == StatusCode::CREATED).count();
-        assert_eq!(created, 1, "{answers:?}");
-        for (status, body) in answers.into_iter().filter(|(s, _)| *s != StatusCode::CREATED) {
-            assert_eq!((status, body), (StatusCode::CONFLICT, error("Instance already registered")));
-        }
+        assert_one_wins(answers, StatusCode::CREATED, (StatusCode::CONFLICT, error("Instance already registered")));
     }
 
     async fn concurrent_monitor_starts_succeed_once(app) {
@@ -44,11 +45,7 @@ on_both_databases! {
 
         let answers = join_all((0..8).map(|_| app.patch("/api/instances/mock-race/monitor/start", &token))).await;
 
-        let started = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
-        assert_eq!(started, 1, "{answers:?}");
-        for (status, body) in answers.into_iter().filter(|(s, _)| *s != StatusCode::OK) {
-            assert_eq!((status, body), (StatusCode::BAD_REQUEST, error("Monitoring is already active for this instance")));
-        }
+        assert_one_wins(answers, StatusCode::OK, (StatusCode::BAD_REQUEST, error("Monitoring is already active for this instance")));
     }
 
     async fn concurrent_simulations_are_all_stored(app) {
