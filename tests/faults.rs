@@ -461,6 +461,14 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero(database_url: &st
     let auth = format!("Bearer {token}");
     register_mock(&client, &base, &auth, "mock-term").await;
 
+    // Twelve open connections first, so the requests below only have to be written
+    // to them: a request still being connected when SIGTERM arrives was never in
+    // flight, and a server that is shutting down rightly refuses it.
+    let warm_up = (0..12).map(|_| client.get(format!("{base}/api/")).send());
+    for answer in futures::future::join_all(warm_up).await {
+        assert_eq!(answer.unwrap().status(), StatusCode::OK);
+    }
+
     // Logins (an argon2 verification each) and 10,000-point simulations: several
     // are still in flight when SIGTERM arrives.
     let creds = json!({"email": "term@example.com", "password": "testpass123"});
@@ -478,7 +486,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero(database_url: &st
             tokio::spawn(async move { req.send().await.map(|r| r.status()) })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     signal(&child, "TERM");
     for (i, request) in in_flight.into_iter().enumerate() {
         let expected = if i % 2 == 0 {
