@@ -152,14 +152,65 @@ impl TryFrom<MetricRow> for Metric {
     }
 }
 
+/// SQL for a real column as the packed metrics read sends it: NULL stays NULL; a
+/// value that is a whole multiple of 2^-56 and below 2^7 in magnitude (zero, and
+/// every double from 2^-4 up: any percentage but the tiniest) as the exact
+/// integer `value * 2^56`; anything else as 17-digit text, which parses back to the
+/// same bits. SQLite's own rendering of reals (JSON's keeps 15 digits, `printf`
+/// keeps 17) was the costliest part of this read; scaling by a power of two and
+/// truncating is exact and cheap. [`PackedReal`] reads it back.
+macro_rules! packed_real {
+    ($column:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $column,
+            " IS NULL THEN NULL",
+            " WHEN ",
+            $column,
+            " * 72057594037927936.0",
+            " = CAST(",
+            $column,
+            " * 72057594037927936.0 AS INTEGER)",
+            " THEN CAST(",
+            $column,
+            " * 72057594037927936.0 AS INTEGER)",
+            " ELSE printf('%!.17g', ",
+            $column,
+            ") END"
+        )
+    };
+}
+
+/// A real from [`packed_real!`]: the value scaled by 2^56, or its 17-digit text.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum PackedReal {
+    Scaled(i64),
+    Text(String),
+}
+
+impl PackedReal {
+    /// 2^56, the scale of [`PackedReal::Scaled`].
+    const SCALE: f64 = (1u64 << 56) as f64;
+
+    fn value(self) -> StoreResult<f64> {
+        match self {
+            // Exact both ways: the integer came from a double, so it has at most 53
+            // significant bits, and dividing by a power of two only moves the exponent.
+            PackedReal::Scaled(n) => Ok(n as f64 / Self::SCALE),
+            PackedReal::Text(text) => text.parse().map_err(decode_error),
+        }
+    }
+}
+
 /// A metric row as `recent_metrics_owned` packs it into JSON: its columns in
-/// `metric_columns!` order, with the reals as text.
+/// `metric_columns!` order, the reals as [`PackedReal`]s.
 type PackedMetric = (
     String,
     String,
     i64,
-    String,
-    Option<String>,
+    PackedReal,
+    Option<PackedReal>,
     Option<i64>,
     Option<i64>,
     i64,
@@ -174,11 +225,8 @@ impl TryFrom<PackedMetric> for MetricRow {
             id,
             instance,
             ts,
-            cpu_utilization: cpu.parse().map_err(decode_error)?,
-            memory_usage: memory
-                .map(|m| m.parse())
-                .transpose()
-                .map_err(decode_error)?,
+            cpu_utilization: cpu.value()?,
+            memory_usage: memory.map(PackedReal::value).transpose()?,
             network_in,
             network_out,
             is_outlier: outlier != 0,
@@ -420,22 +468,21 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<Vec<Metric>>> {
         // sqlx copies each row's values on its SQLite worker thread and wakes this
         // task once per row; at 100 rows that handover was most of the request. So
-        // the page comes back packed in one JSON text. Reals travel as 17-digit text,
-        // which parses back to the stored value exactly (JSON's own rendering keeps
-        // only 15 digits); a unit test below holds SQLite to that.
-        let (user_exists, page): (bool, String) = sqlx::query_as(
+        // the page comes back packed in one JSON text, its reals as `packed_real!`
+        // sends them (exactly; a unit test below holds SQLite to that).
+        let (user_exists, page): (bool, String) = sqlx::query_as(concat!(
             "SELECT EXISTS (SELECT 1 FROM users WHERE id = ?2),
                     (SELECT json_group_array(
-                                json_array(id, instance, ts,
-                                           printf('%!.17g', cpu_utilization),
-                                           iif(memory_usage IS NULL, NULL,
-                                               printf('%!.17g', memory_usage)),
-                                           network_in, network_out, is_outlier, outlier_type))
+                                json_array(id, instance, ts, ",
+            packed_real!("cpu_utilization"),
+            ", ",
+            packed_real!("memory_usage"),
+            ", network_in, network_out, is_outlier, outlier_type))
                      FROM (SELECT * FROM metrics
                            WHERE instance = (SELECT id FROM instances
                                              WHERE instance_id = ?1 AND user_id = ?2)
-                           ORDER BY ts DESC, id DESC LIMIT ?3 + 0))",
-        )
+                           ORDER BY ts DESC, id DESC LIMIT ?3 + 0))"
+        ))
         .bind(instance_id)
         .bind(user.to_string())
         .bind(limit)
@@ -735,9 +782,12 @@ impl Store for SqliteStore {
 mod tests {
     use sqlx::Connection;
 
+    use super::PackedReal;
+
     /// Metrics reach SQLite as JSON numbers (parsed by SQLite) and leave the packed
-    /// read as `printf('%!.17g')` text (parsed by Rust). Across the API's range of
-    /// percentages both conversions must be exact, bit for bit.
+    /// read through `packed_real!` (scaled integers or 17-digit text, read back by
+    /// `PackedReal`). Across the API's range of percentages both conversions must be
+    /// exact, bit for bit; outside it the read must still be (the text path).
     #[tokio::test]
     async fn reals_in_the_api_range_cross_the_json_paths_exactly() {
         let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
@@ -759,23 +809,69 @@ mod tests {
 
         for chunk in values.chunks(5_000) {
             let json = serde_json::to_string(chunk).unwrap();
-            let rows: Vec<(f64, String)> = sqlx::query_as(
-                "SELECT value, printf('%!.17g', value) FROM json_each(?1) ORDER BY key",
-            )
+            let rows: Vec<(f64, String)> = sqlx::query_as(concat!(
+                "SELECT value, json_array(",
+                packed_real!("value"),
+                ") FROM json_each(?1) ORDER BY key"
+            ))
             .bind(&json)
             .fetch_all(&mut conn)
             .await
             .unwrap();
             assert_eq!(rows.len(), chunk.len());
-            for (&sent, (stored, text)) in chunk.iter().zip(rows) {
+            for (&sent, (stored, packed)) in chunk.iter().zip(rows) {
                 assert_eq!(
                     stored.to_bits(),
                     sent.to_bits(),
                     "stored {stored} for {sent}"
                 );
-                let read: f64 = text.parse().unwrap();
-                assert_eq!(read.to_bits(), sent.to_bits(), "read {text:?} for {sent}");
+                let [real]: [PackedReal; 1] = serde_json::from_str(&packed).unwrap();
+                let read = real.value().unwrap();
+                assert_eq!(read.to_bits(), sent.to_bits(), "read {packed} for {sent}");
             }
+        }
+    }
+
+    /// Both forms of `packed_real!`, and NULL, for values stored as they are (bound,
+    /// not parsed from JSON): the scaled integer where it is exact, text elsewhere.
+    #[tokio::test]
+    async fn packed_reals_read_back_bit_for_bit() {
+        let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let cases: [(Option<f64>, &str); 12] = [
+            (None, "[null]"),
+            (Some(45.5), "[3278620528725721088]"),
+            (Some(100.0), "[7205759403792793600]"),
+            (Some(0.0625), "[4503599627370496]"),
+            (Some(127.99999999999999), "[9223372036854774784]"),
+            (Some(-12.25), "[-882705526964617216]"),
+            (Some(0.0), "[0]"),
+            (Some(128.0), "[\"128.0\"]"),
+            (Some(0.1), "[7205759403792794]"),
+            // Just below 2^-4, with an odd last bit: not a multiple of 2^-56.
+            (
+                Some(f64::from_bits(0x3FAF_FFFF_FFFF_FFFF)),
+                "[\"0.062499999999999993\"]",
+            ),
+            (Some(5e-324), "[\"4.9406564584124654e-324\"]"),
+            (Some(1e9 / 3.0), "[\"333333333.33333331\"]"),
+        ];
+        for (value, expected) in cases {
+            let (packed,): (String,) =
+                sqlx::query_as(concat!("SELECT json_array(", packed_real!("?1"), ")"))
+                    .bind(value)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+            assert_eq!(packed, expected, "packed {value:?}");
+            let [real]: [Option<PackedReal>; 1] = serde_json::from_str(&packed).unwrap();
+            let read = real.map(|r| r.value().unwrap());
+            assert_eq!(
+                read.map(f64::to_bits),
+                value.map(f64::to_bits),
+                "read {packed}"
+            );
         }
     }
 }
