@@ -1,10 +1,10 @@
 //! Reading metrics and decisions, and simulating load.
 
 use chrono::TimeDelta;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_recent, error, take_time, take_uuid};
+use crate::helpers::{TestApp, assert_recent, error, send, take_time, take_uuid};
 use crate::on_both_databases;
 
 const BAD_LIMIT: &str = "limit must be a positive integer";
@@ -183,9 +183,11 @@ on_both_databases! {
             app.simulate(&token, json!({"instance_id": "mock-1", "cpu_utilization": cpu})).await;
         }
 
-        let (status, body) = app.get("/api/metrics/mock-1?limit=2", &token).await;
+        let (status, headers, body) =
+            send(app.request(Method::GET, "/api/metrics/mock-1?limit=2").bearer_auth(&token)).await;
 
         assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["content-type"], "application/json");
         assert_eq!(body["instance_id"], "mock-1");
         let cpus: Vec<f64> = body["metrics"].as_array().unwrap().iter().map(|m| m["cpu_utilization"].as_f64().unwrap()).collect();
         assert_eq!(cpus, [30.0, 20.0]);
