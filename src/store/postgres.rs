@@ -218,7 +218,8 @@ struct MetricRow {
 /// Decoded by position, in `metric_columns!` order, without sqlx's per-value type
 /// check (the columns' types are fixed by the migrations, and a mismatch is still a
 /// decode error): the metrics read decodes a hundred rows per request, and looking
-/// each column up by name and checking its type was a tenth of the server's time.
+/// each column up by name and checking its type was a sixth of the server's
+/// instructions for it.
 impl sqlx::FromRow<'_, PgRow> for MetricRow {
     fn from_row(row: &PgRow) -> sqlx::Result<Self> {
         use sqlx::Row;
