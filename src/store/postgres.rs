@@ -39,6 +39,22 @@ struct Cursors {
 /// else (a replica that dies mid-claim releases its locks when its connection goes).
 const CLAIM_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Locks the `instances` rows a batch write is about to update, in primary-key
+/// order, before it updates them. Each batch UPDATE otherwise locks its rows in the
+/// order of its plan (a hash join goes in physical order, an index scan in key
+/// order), so the collection and scaling jobs, which write the same instances at
+/// the same moments, could each hold rows the other was waiting for: PostgreSQL
+/// then aborts one of them as a deadlock. Taken in one order, the locks can only
+/// queue. `FOR NO KEY UPDATE` is the lock the UPDATE itself takes, so it doesn't
+/// block the foreign-key checks of concurrent metric inserts.
+async fn lock_instances(tx: &mut sqlx::PgConnection, ids: &[Uuid]) -> StoreResult<()> {
+    sqlx::query("SELECT 1 FROM instances WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+        .bind(ids)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
 /// What the collection claim returns: id, instance_id, region, is_mock, last_collected_at.
 type CollectRow = (Uuid, String, String, bool, Option<DateTime<Utc>>);
 /// What the scaling claim returns: id, scale_level, last_action_at, last_decision.
@@ -573,6 +589,7 @@ impl Store for PostgresStore {
             let at: Vec<Option<DateTime<Utc>>> =
                 statuses.iter().map(|s| s.last_collected_at).collect();
             let errors: Vec<Option<String>> = statuses.iter().map(|s| s.error.clone()).collect();
+            lock_instances(&mut tx, &ids).await?;
             // `i.id = ANY($1)` (here and in the batch updates below) lets the planner
             // reach the batch's rows through the primary key rather than hash-join
             // the whole table.
@@ -663,6 +680,14 @@ impl Store for PostgresStore {
 
     async fn apply_scaling(&self, outcomes: &[ScalingOutcome]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
+        let updated: Vec<Uuid> = outcomes
+            .iter()
+            .filter(|o| o.record || applied_level(o).is_some())
+            .map(|o| o.instance)
+            .collect();
+        if !updated.is_empty() {
+            lock_instances(&mut tx, &updated).await?;
+        }
 
         // Level changes first: an action only applies where the level is still the one
         // it was decided at, and only an applied action gets its decision row.

@@ -832,8 +832,9 @@ mod tests {
         }
     }
 
-    /// Both forms of `packed_real!`, and NULL, for values stored as they are (bound,
-    /// not parsed from JSON): the scaled integer where it is exact, text elsewhere.
+    /// Both forms of `packed_real!`, and NULL, for values bound as they are (not
+    /// parsed from JSON): the scaled integer where it is exact, text elsewhere, and
+    /// either way the same bits back.
     #[tokio::test]
     async fn packed_reals_read_back_bit_for_bit() {
         let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")

@@ -1,7 +1,10 @@
 //! The storage contract, run against both stores through `app.store`.
 
 use autoscaler::model::{MetricSource, NewMetric};
-use autoscaler::store::{InstanceCounts, NewInstance, Store, StoreError};
+use autoscaler::scaling::{Decision, Evaluation, Votes};
+use autoscaler::store::{
+    CollectionStatus, InstanceCounts, NewInstance, ScalingOutcome, Store, StoreError,
+};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use uuid::Uuid;
 
@@ -370,5 +373,78 @@ on_both_databases! {
             (sample.id, sample.timestamp, sample.cpu, sample.memory, sample.network_in, sample.network_out, sample.is_outlier),
             (stored[0].id, t, 42.5, Some(50.0), Some(1000.0), None, false)
         );
+    }
+}
+
+on_both_databases! {
+    async fn batch_writes_to_the_same_instances_at_once_all_go_through(app) {
+        // The collection and scaling jobs write the same instances at the same
+        // moments, each batch in an order of its own; no write may be lost to a
+        // deadlock between them.
+        let owner = user(app.store.as_ref(), "busy@example.com").await;
+        let mut ids = Vec::new();
+        for i in 0..200 {
+            ids.push(instance(app.store.as_ref(), owner, &format!("mock-{i}")).await);
+        }
+        const ROUNDS: i64 = 10;
+        let start = now();
+        let writers = (0..8).map(|writer: usize| {
+            let store = app.store.clone();
+            let mut order = ids.clone();
+            order.rotate_left(writer * 25);
+            if writer % 4 >= 2 {
+                order.reverse();
+            }
+            async move {
+                for round in 0..ROUNDS {
+                    let at = start + TimeDelta::seconds(round);
+                    if writer.is_multiple_of(2) {
+                        let statuses: Vec<CollectionStatus> = order
+                            .iter()
+                            .map(|&instance| CollectionStatus {
+                                instance,
+                                last_collected_at: Some(at),
+                                error: Some(format!("round {round}")),
+                            })
+                            .collect();
+                        store.record_collection(&[], &statuses).await?;
+                    } else {
+                        let outcomes: Vec<ScalingOutcome> = order
+                            .iter()
+                            .map(|&instance| ScalingOutcome {
+                                instance,
+                                level_before: 1,
+                                evaluation: Evaluation {
+                                    decision: Decision::NoAction,
+                                    reason: format!("round {round}"),
+                                    new_level: 1,
+                                    votes: Votes { up: 0, down: 0 },
+                                    outlier: None,
+                                    latest: None,
+                                },
+                                record: true,
+                                decided_at: at,
+                            })
+                            .collect();
+                        store.apply_scaling(&outcomes).await?;
+                    }
+                }
+                Ok::<_, StoreError>(())
+            }
+        });
+        for (writer, result) in futures::future::join_all(writers).await.into_iter().enumerate() {
+            assert!(result.is_ok(), "writer {writer}: {result:?}");
+        }
+
+        let last = start + TimeDelta::seconds(ROUNDS - 1);
+        let stored = app.store.instances_of(owner).await.unwrap();
+        assert_eq!(stored.len(), ids.len());
+        for instance in stored {
+            assert_eq!(instance.last_collected_at, Some(last));
+            assert_eq!(instance.last_collection_error.as_deref(), Some("round 9"));
+        }
+        // Four scaling writers, ten rounds, a decision row per instance each time.
+        let decisions = app.store.recent_decisions(ids[0], 1000).await.unwrap();
+        assert_eq!(decisions.len(), 40);
     }
 }
