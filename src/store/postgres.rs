@@ -46,8 +46,12 @@ const CLAIM_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 /// the same moments, could each hold rows the other was waiting for: PostgreSQL
 /// then aborts one of them as a deadlock. Taken in one order, the locks can only
 /// queue. `FOR NO KEY UPDATE` is the lock the UPDATE itself takes, so it doesn't
-/// block the foreign-key checks of concurrent metric inserts.
+/// block the foreign-key checks of concurrent metric inserts. Nothing to lock, no
+/// statement.
 async fn lock_instances(tx: &mut sqlx::PgConnection, ids: &[Uuid]) -> StoreResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
     sqlx::query("SELECT 1 FROM instances WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
         .bind(ids)
         .execute(tx)
@@ -685,9 +689,7 @@ impl Store for PostgresStore {
             .filter(|o| o.record || applied_level(o).is_some())
             .map(|o| o.instance)
             .collect();
-        if !updated.is_empty() {
-            lock_instances(&mut tx, &updated).await?;
-        }
+        lock_instances(&mut tx, &updated).await?;
 
         // Level changes first: an action only applies where the level is still the one
         // it was decided at, and only an applied action gets its decision row.
