@@ -9,12 +9,12 @@ use rand::RngExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::JwtKeys;
+use crate::auth::{self, JwtKeys, LoginLimiter};
 use crate::collect::cloudwatch::CloudWatchSource;
 use crate::collect::mock::MockSource;
 use crate::collect::{LazySource, MetricSource};
 use crate::config::Settings;
-use crate::http::{self, AppState, LoginLimiter};
+use crate::http::{self, AppState};
 use crate::jobs::Jobs;
 use crate::store::{self, PoolSettings, Store};
 
@@ -43,10 +43,10 @@ impl Application {
         let state = AppState {
             store,
             keys: JwtKeys::new(secret.as_bytes()),
-            login_limiter: Arc::new(LoginLimiter::new(
+            login_limiter: LoginLimiter::new(
                 settings.login_attempts_per_window,
-                http::LOGIN_WINDOW,
-            )),
+                auth::LOGIN_WINDOW,
+            ),
             settings: settings.clone(),
         };
         Ok(Application {

@@ -115,4 +115,6 @@ pub struct DecisionRecord {
     pub network_out: Option<i64>,
     pub decision: String,
     pub reason: String,
+    pub level_before: i32,
+    pub level_after: i32,
 }

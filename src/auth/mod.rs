@@ -1,5 +1,9 @@
 //! Passwords (argon2id) and access tokens (HS256 JWT).
 
+mod limit;
+
+pub use limit::{LOGIN_WINDOW, LoginLimiter};
+
 use std::sync::{Arc, LazyLock};
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};

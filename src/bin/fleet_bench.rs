@@ -28,8 +28,9 @@ use autoscaler::jobs::{TickReport, run_collection_tick, run_scaling_tick};
 use autoscaler::model::{DecisionRecord, Instance, Metric, NewMetric, User};
 use autoscaler::scaling::{Policy, Sample};
 use autoscaler::store::{
-    Backend, CollectionStatus, InstanceCounts, NewInstance, PoolSettings, PostgresStore,
-    ScalingCandidate, ScalingOutcome, SqliteStore, Store, StoreResult,
+    Backend, CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
+    PageRequest, PoolSettings, PostgresStore, ScalingCandidate, ScalingOutcome, SqliteStore, Store,
+    StoreResult,
 };
 
 /// The service's default intervals (METRICS_INTERVAL_SECONDS, SCALING_INTERVAL_SECONDS).
@@ -225,25 +226,52 @@ impl Store for TimedStore {
     async fn insert_metrics(&self, metrics: &[NewMetric]) -> StoreResult<Vec<Metric>> {
         self.inner.insert_metrics(metrics).await
     }
-    async fn recent_metrics(&self, instance: Uuid, limit: i64) -> StoreResult<Vec<Metric>> {
-        self.inner.recent_metrics(instance, limit).await
+    async fn delete_instance(&self, id: Uuid) -> StoreResult<Deletion> {
+        self.inner.delete_instance(id).await
     }
-    async fn recent_metrics_owned(
+    async fn replace_metrics(
+        &self,
+        instance: Uuid,
+        metrics: &[NewMetric],
+    ) -> StoreResult<Vec<Metric>> {
+        self.inner.replace_metrics(instance, metrics).await
+    }
+    async fn metrics_page(&self, instance: Uuid, page: PageRequest) -> StoreResult<Page<Metric>> {
+        self.inner.metrics_page(instance, page).await
+    }
+    async fn metrics_page_owned(
         &self,
         user: Uuid,
         instance_id: &str,
-        limit: i64,
-    ) -> StoreResult<Option<Vec<Metric>>> {
-        self.inner
-            .recent_metrics_owned(user, instance_id, limit)
-            .await
+        page: PageRequest,
+    ) -> StoreResult<Owned<Page<Metric>>> {
+        self.inner.metrics_page_owned(user, instance_id, page).await
     }
-    async fn recent_decisions(
+    async fn decisions_page(
         &self,
         instance: Uuid,
-        limit: i64,
-    ) -> StoreResult<Vec<DecisionRecord>> {
-        self.inner.recent_decisions(instance, limit).await
+        page: PageRequest,
+    ) -> StoreResult<Page<DecisionRecord>> {
+        self.inner.decisions_page(instance, page).await
+    }
+    async fn login_failures(&self, keys: &[String]) -> StoreResult<Vec<LoginFailures>> {
+        self.inner.login_failures(keys).await
+    }
+    async fn record_login_failure(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+        expired_before: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.inner
+            .record_login_failure(keys, now, expired_before)
+            .await
+    }
+    async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
+        self.inner.clear_login_failures(key).await
+    }
+    async fn purge_login_failures(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        self.inner.purge_login_failures(before).await
     }
     async fn claim_collection(&self, slot: i64, limit: i64) -> StoreResult<Vec<CollectTarget>> {
         let targets = self

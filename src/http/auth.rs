@@ -1,7 +1,6 @@
 //! Registration, login and the current user.
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
@@ -175,9 +174,10 @@ pub async fn login(
 ) -> Result<Json<LoginResponse>, ApiError> {
     let Credentials { email, password } = body.require()?;
     let address = client.map(|Extension(ConnectInfo(addr))| addr.ip());
-    if let Some(retry_after) = state
-        .login_limiter
-        .retry_after(&email, address, Instant::now())
+    let limiter = state.login_limiter;
+    if let Some(retry_after) = limiter
+        .retry_after(state.store.as_ref(), &email, address, Utc::now())
+        .await?
     {
         return Err(ApiError::TooManyRequests { retry_after });
     }
@@ -192,13 +192,13 @@ pub async fn login(
     let user = match (ok, user) {
         (true, Some(user)) => user,
         _ => {
-            state
-                .login_limiter
-                .record_failure(&email, address, Instant::now());
+            limiter
+                .record_failure(state.store.as_ref(), &email, address, Utc::now())
+                .await?;
             return Err(ApiError::Unauthorized("Invalid credentials".into()));
         }
     };
-    state.login_limiter.reset(&email);
+    limiter.reset(state.store.as_ref(), &email).await?;
     let token = state
         .keys
         .issue(user.id, Utc::now())

@@ -23,6 +23,7 @@ use super::{auth, error, health, instances, metrics};
         instances::list_instances,
         instances::start_monitoring,
         instances::stop_monitoring,
+        instances::delete_instance,
         metrics::list_metrics,
         metrics::list_decisions,
         metrics::simulate,

@@ -55,6 +55,31 @@ impl ApiError {
         ApiError::Unauthorized("Token is invalid".into())
     }
 
+    /// 404 for an instance id nobody registered (or that was deleted).
+    pub fn instance_not_found() -> Self {
+        ApiError::NotFound("Instance not found".into())
+    }
+
+    /// 400 for a `limit` that is not a positive integer.
+    pub fn bad_limit() -> Self {
+        ApiError::bad_request("limit must be a positive integer")
+    }
+
+    /// 400 for a `page` that is not an integer of at least 1.
+    pub fn bad_page() -> Self {
+        ApiError::bad_request("Page must be >= 1")
+    }
+
+    /// 400 for a `page_size` outside 1..=100.
+    pub fn bad_page_size() -> Self {
+        ApiError::bad_request("Page size must be between 1 and 100")
+    }
+
+    /// 403 for someone else's instance.
+    pub fn not_your_instance() -> Self {
+        ApiError::Forbidden("Unauthorized: You don't own this instance".into())
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -110,6 +135,9 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %cause, "database unavailable");
                 ApiError::Unavailable("The database is unavailable; please retry shortly".into())
             }
+            // The only rows writes refer to are instances (and their users): one
+            // deleted between the lookup and the write is simply not there any more.
+            StoreError::Gone => ApiError::instance_not_found(),
             other => ApiError::Internal(other.into()),
         }
     }

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{MethodRouter, get, patch};
+use axum::routing::{MethodRouter, delete, get, patch};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -14,7 +14,7 @@ use super::extract::{ApiJson, AuthUser};
 use super::{ApiError, AppState};
 use crate::model::Instance;
 use crate::scaling::capacity_for_level;
-use crate::store::NewInstance;
+use crate::store::{Deletion, NewInstance};
 
 pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
@@ -22,6 +22,7 @@ pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             "/api/instances/",
             get(list_instances).post(register_instance),
         ),
+        ("/api/instances/{instance_id}", delete(delete_instance)),
         (
             "/api/instances/{instance_id}/monitor/start",
             patch(start_monitoring),
@@ -256,11 +257,9 @@ pub(super) async fn owned_instance(
         .store
         .instance_by_instance_id(instance_id)
         .await?
-        .ok_or_else(|| ApiError::NotFound("Instance not found".into()))?;
+        .ok_or_else(ApiError::instance_not_found)?;
     if instance.user_id != user {
-        return Err(ApiError::Forbidden(
-            "Unauthorized: You don't own this instance".into(),
-        ));
+        return Err(ApiError::not_your_instance());
     }
     Ok(instance)
 }
@@ -330,6 +329,40 @@ pub async fn stop_monitoring(
     Ok(Json(MessageResponse {
         message: "Monitoring stopped successfully",
     }))
+}
+
+/// Delete an instance with all its metrics and decisions. Its id is free to be
+/// registered again at once.
+#[utoipa::path(delete, path = "/api/instances/{instance_id}", tag = "instances",
+    security(("bearer" = [])),
+    params(("instance_id" = String, Path, description = "The instance's id, e.g. mock-test-1")),
+    responses(
+        (status = 200, description = "Deleted", body = MessageResponse,
+            example = json!({"message": "Instance deleted successfully"})),
+        (status = 400, description = "Still monitored", body = ErrorBody,
+            example = json!({"error": "Cannot delete instance while monitoring is active. Please stop monitoring first."})),
+        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 403, description = "Someone else's instance", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+    ))]
+pub async fn delete_instance(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(instance_id): Path<String>,
+) -> Result<Json<MessageResponse>, ApiError> {
+    let instance = owned_instance(&state, user.id, &instance_id).await?;
+    match state.store.delete_instance(instance.id).await? {
+        Deletion::Deleted => {
+            tracing::info!(instance = %instance.instance_id, "instance deleted");
+            Ok(Json(MessageResponse {
+                message: "Instance deleted successfully",
+            }))
+        }
+        Deletion::Monitoring => Err(ApiError::bad_request(
+            "Cannot delete instance while monitoring is active. Please stop monitoring first.",
+        )),
+        Deletion::NotFound => Err(ApiError::instance_not_found()),
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use super::extract::{ApiJson, AuthToken, AuthUser};
 use super::instances::owned_instance;
 use super::{ApiError, AppState};
 use crate::model::{DecisionRecord, Metric, MetricSource, NewMetric, OutlierType};
+use crate::store::{Owned, PageRequest};
 
 pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
@@ -32,14 +33,36 @@ pub const MAX_DECISIONS_LIMIT: i64 = 1000;
 /// Most metrics one prolonged simulation creates.
 pub const MAX_SIMULATED_POINTS: i64 = 10_000;
 
-/// `?limit=N`: how many of the newest entries to return.
+/// Which entries of a newest-first list to return: `?limit=N` (the newest N, the
+/// contract's form) or `?page=P&page_size=S`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct LimitQuery {
-    /// A positive integer; values above 1000 are capped to 1000.
-    #[param(value_type = Option<i64>, minimum = 1)]
+pub struct ListQuery {
+    /// How many of the newest entries to return: a positive integer, capped at 1000.
+    /// With `page` or `page_size` it is the page size, and the page is 1.
+    #[param(schema_with = positive_integer)]
     pub limit: Option<String>,
+    /// Page number, from 1. Giving `page` or `page_size` switches to paging.
+    #[param(value_type = Option<i64>, minimum = 1)]
+    pub page: Option<String>,
+    /// Entries per page, 1-100 (default 10).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    pub page_size: Option<String>,
 }
+
+/// An integer of at least 1 without a declared maximum: a `limit` of any size is
+/// accepted (and capped), so the document must not promise a 64-bit bound.
+fn positive_integer() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Integer)
+        .minimum(Some(1))
+        .build()
+}
+
+/// Most entries of a page.
+pub const MAX_PAGE_SIZE: i64 = 100;
+/// Entries of a page when `page_size` is not given.
+pub const DEFAULT_PAGE_SIZE: i64 = 10;
 
 /// Parses `limit`: absent means `default`, above `max` is capped.
 pub fn parse_limit(raw: Option<&str>, default: i64, max: i64) -> Result<i64, ApiError> {
@@ -47,7 +70,7 @@ pub fn parse_limit(raw: Option<&str>, default: i64, max: i64) -> Result<i64, Api
         None => Ok(default),
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n >= 1 => Ok(n.min(max)),
-            Ok(_) => Err(ApiError::bad_request("limit must be a positive integer")),
+            Ok(_) => Err(ApiError::bad_limit()),
             // Digits too many for an i64 are still a positive integer: cap them.
             Err(_)
                 if !v.is_empty()
@@ -56,25 +79,117 @@ pub fn parse_limit(raw: Option<&str>, default: i64, max: i64) -> Result<i64, Api
             {
                 Ok(max)
             }
-            Err(_) => Err(ApiError::bad_request("limit must be a positive integer")),
+            Err(_) => Err(ApiError::bad_limit()),
         },
     }
 }
 
-fn limit_from(
-    query: Result<Query<LimitQuery>, QueryRejection>,
+/// A validated page of a list: 1-based `page` of `page_size` entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    pub page: i64,
+    pub page_size: i64,
+}
+
+impl Paging {
+    /// The page a query asks for. Without `page` and `page_size` it is the newest
+    /// `limit` (default `default_limit`, capped at `max_limit`) as page 1.
+    pub fn parse(query: &ListQuery, default_limit: i64, max_limit: i64) -> Result<Self, ApiError> {
+        let page = query
+            .page
+            .as_deref()
+            .map(|v| {
+                v.trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|p| *p >= 1)
+                    .ok_or_else(ApiError::bad_page)
+            })
+            .transpose()?;
+        let page_size = query
+            .page_size
+            .as_deref()
+            .map(|v| {
+                v.trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|s| (1..=MAX_PAGE_SIZE).contains(s))
+                    .ok_or_else(ApiError::bad_page_size)
+            })
+            .transpose()?;
+        let limit = parse_limit(query.limit.as_deref(), default_limit, max_limit)?;
+        Ok(match (page, page_size) {
+            (None, None) => Paging {
+                page: 1,
+                page_size: limit,
+            },
+            // What the Python service did: `limit` wins and the page is the first.
+            _ if query.limit.is_some() => Paging {
+                page: 1,
+                page_size: limit,
+            },
+            (page, size) => Paging {
+                page: page.unwrap_or(1),
+                page_size: size.unwrap_or(DEFAULT_PAGE_SIZE),
+            },
+        })
+    }
+
+    /// The rows to read. A page too far out to address is simply past the end.
+    pub fn request(self) -> PageRequest {
+        PageRequest {
+            limit: self.page_size,
+            offset: (self.page - 1).saturating_mul(self.page_size),
+        }
+    }
+
+    /// Where this page sits in a list of `total` entries.
+    pub fn of(self, total: i64) -> Pagination {
+        let total_pages = (total + self.page_size - 1) / self.page_size;
+        Pagination {
+            page: self.page,
+            page_size: self.page_size,
+            total_count: total,
+            total_pages,
+            has_next: self.page < total_pages,
+            has_prev: self.page > 1,
+        }
+    }
+}
+
+/// Where a page sits in its list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Pagination {
+    #[schema(example = 1)]
+    pub page: i64,
+    #[schema(example = 20)]
+    pub page_size: i64,
+    /// Entries in the whole list.
+    #[schema(example = 45)]
+    pub total_count: i64,
+    /// ceil(total_count / page_size); 0 for an empty list.
+    #[schema(example = 3)]
+    pub total_pages: i64,
+    pub has_next: bool,
+    pub has_prev: bool,
+}
+
+fn paging_from(
+    query: Result<Query<ListQuery>, QueryRejection>,
     default: i64,
     max: i64,
-) -> Result<i64, ApiError> {
-    let Query(query) =
-        query.map_err(|_| ApiError::bad_request("limit must be a positive integer"))?;
-    parse_limit(query.limit.as_deref(), default, max)
+) -> Result<Paging, ApiError> {
+    let Query(query) = query.map_err(|_| ApiError::bad_limit())?;
+    Paging::parse(&query, default, max)
 }
 
 /// A stored metric sample.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct MetricView {
+pub struct MetricView<'a> {
     pub id: Uuid,
+    /// The instance's id.
+    #[schema(example = "mock-test-1")]
+    pub instance_id: &'a str,
     #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime, example = "2026-01-22T05:20:30.123456Z")]
     pub timestamp: DateTime<Utc>,
@@ -91,10 +206,11 @@ pub struct MetricView {
     pub outlier_type: Option<OutlierType>,
 }
 
-impl From<Metric> for MetricView {
-    fn from(m: Metric) -> Self {
+impl<'a> MetricView<'a> {
+    fn new(instance_id: &'a str, m: Metric) -> Self {
         MetricView {
             id: m.id,
+            instance_id,
             timestamp: m.timestamp,
             cpu_utilization: m.cpu_utilization,
             memory_usage: m.memory_usage,
@@ -106,21 +222,22 @@ impl From<Metric> for MetricView {
     }
 }
 
-/// An instance's newest metrics.
+/// A page of an instance's metrics.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct MetricsResponse {
+pub struct MetricsResponse<'a> {
     #[schema(example = "mock-test-1")]
-    pub instance_id: String,
-    pub metrics: Vec<MetricView>,
+    pub instance_id: &'a str,
+    pub metrics: Vec<MetricView<'a>>,
+    pub pagination: Pagination,
 }
 
 /// Get an instance's metrics, newest first.
 #[utoipa::path(get, path = "/api/metrics/{instance_id}", tag = "metrics", security(("bearer" = [])),
-    params(("instance_id" = String, Path, description = "The instance's id"), LimitQuery),
+    params(("instance_id" = String, Path, description = "The instance's id"), ListQuery),
     responses(
-        (status = 200, description = "Newest metrics first (default 100)", body = MetricsResponse),
-        (status = 400, description = "Bad limit", body = ErrorBody,
-            example = json!({"error": "limit must be a positive integer"})),
+        (status = 200, description = "Newest metrics first (default: the newest 100)", body = MetricsResponse),
+        (status = 400, description = "Bad limit, page or page_size", body = ErrorBody,
+            example = json!({"error": "Page size must be between 1 and 100"})),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
         (status = 403, description = "Someone else's instance", body = ErrorBody),
         (status = 404, description = "No such instance", body = ErrorBody),
@@ -129,35 +246,44 @@ pub async fn list_metrics(
     State(state): State<AppState>,
     token: AuthToken,
     Path(instance_id): Path<String>,
-    query: Result<Query<LimitQuery>, QueryRejection>,
-) -> Result<PresizedJson<MetricsResponse>, ApiError> {
-    let limit = match limit_from(query, 100, MAX_METRICS_LIMIT) {
-        Ok(limit) => limit,
-        Err(bad_limit) => {
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let paging = match paging_from(query, 100, MAX_METRICS_LIMIT) {
+        Ok(paging) => paging,
+        Err(bad_query) => {
             // A gone account's 401 comes before the 400, as on every other route.
             token.user(&state).await?;
-            return Err(bad_limit);
+            return Err(bad_query);
         }
     };
-    let mut metrics = state
+    let page = match state
         .store
-        .recent_metrics_owned(token.0, &instance_id, limit)
+        .metrics_page_owned(token.0, &instance_id, paging.request())
         .await?
-        .ok_or_else(ApiError::invalid_token)?;
-    if metrics.is_empty() {
-        // No metrics, or not this user's instance: the lookup says which (404/403),
-        // and reading again covers an instance registered in between.
-        let instance = owned_instance(&state, token.0, &instance_id).await?;
-        metrics = state.store.recent_metrics(instance.id, limit).await?;
-    }
-    let capacity = 64 + METRIC_JSON_BYTES * metrics.len();
-    Ok(PresizedJson(
-        MetricsResponse {
-            instance_id,
-            metrics: metrics.into_iter().map(Into::into).collect(),
-        },
-        capacity,
-    ))
+    {
+        Owned::Found(page) => page,
+        Owned::UserGone => return Err(ApiError::invalid_token()),
+        // Not this user's instance, or none: the lookup says which (404/403), and
+        // reading again covers an instance registered in between.
+        Owned::NotOwned => {
+            let instance = owned_instance(&state, token.0, &instance_id).await?;
+            state
+                .store
+                .metrics_page(instance.id, paging.request())
+                .await?
+        }
+    };
+    let capacity = 256 + METRIC_JSON_BYTES * page.items.len();
+    let response = MetricsResponse {
+        instance_id: &instance_id,
+        pagination: paging.of(page.total),
+        metrics: page
+            .items
+            .into_iter()
+            .map(|m| MetricView::new(&instance_id, m))
+            .collect(),
+    };
+    Ok(presized_json(&response, capacity))
 }
 
 /// About the size of one metric in JSON (a full one is ~230 bytes).
@@ -166,31 +292,29 @@ const METRIC_JSON_BYTES: usize = 256;
 /// A JSON answer written into a `Vec` of about its size. axum's `Json` writes through
 /// a `BytesMut` that starts at 128 bytes: for a page of metrics (~20 KB) that meant a
 /// dozen reallocations and copies, and a capacity check on each of the ~1,000 small
-/// writes serde_json makes.
-pub struct PresizedJson<T>(T, usize);
-
-impl<T: Serialize> IntoResponse for PresizedJson<T> {
-    fn into_response(self) -> Response {
-        let PresizedJson(value, capacity) = self;
-        let mut body = Vec::with_capacity(capacity);
-        match serde_json::to_writer(&mut body, &value) {
-            Ok(()) => (
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                body,
-            )
-                .into_response(),
-            Err(e) => ApiError::Internal(e.into()).into_response(),
-        }
+/// writes serde_json makes. See BENCHMARKS.md ("the metrics read").
+fn presized_json<T: Serialize>(value: &T, capacity: usize) -> Response {
+    let mut body = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut body, value) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => ApiError::Internal(e.into()).into_response(),
     }
 }
 
 /// A stored scaling decision, with the sample values it was made on.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DecisionView {
+pub struct DecisionView<'a> {
     pub id: Uuid,
+    /// The instance's id.
+    #[schema(example = "mock-test-1")]
+    pub instance_id: &'a str,
     #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime, example = "2026-01-22T05:21:00.123456Z")]
     pub timestamp: DateTime<Utc>,
@@ -209,12 +333,19 @@ pub struct DecisionView {
         example = "Sustained scale up: CPU > 90% for 85.0% of last 5 minutes (Current: 92.50%)"
     )]
     pub reason: String,
+    /// The scale level before the decision.
+    #[schema(example = 1)]
+    pub level_before: i32,
+    /// The scale level after it (the same for no_action).
+    #[schema(example = 2)]
+    pub level_after: i32,
 }
 
-impl From<DecisionRecord> for DecisionView {
-    fn from(d: DecisionRecord) -> Self {
+impl<'a> DecisionView<'a> {
+    fn new(instance_id: &'a str, d: DecisionRecord) -> Self {
         DecisionView {
             id: d.id,
+            instance_id,
             timestamp: d.timestamp,
             cpu_utilization: d.cpu_utilization,
             memory_usage: d.memory_usage,
@@ -222,26 +353,30 @@ impl From<DecisionRecord> for DecisionView {
             network_out: d.network_out,
             decision: d.decision,
             reason: d.reason,
+            level_before: d.level_before,
+            level_after: d.level_after,
         }
     }
 }
 
-/// An instance's newest decisions.
+/// A page of an instance's decisions.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DecisionsResponse {
+pub struct DecisionsResponse<'a> {
     #[schema(example = "mock-test-1")]
-    pub instance_id: String,
-    pub decisions: Vec<DecisionView>,
+    pub instance_id: &'a str,
+    pub decisions: Vec<DecisionView<'a>>,
+    pub pagination: Pagination,
 }
 
 /// Get an instance's scaling decisions, newest first. A decision is recorded for
 /// every action and whenever the outcome changes.
 #[utoipa::path(get, path = "/api/metrics/decisions/{instance_id}", tag = "metrics",
     security(("bearer" = [])),
-    params(("instance_id" = String, Path, description = "The instance's id"), LimitQuery),
+    params(("instance_id" = String, Path, description = "The instance's id"), ListQuery),
     responses(
-        (status = 200, description = "Newest decisions first (default 50)", body = DecisionsResponse),
-        (status = 400, description = "Bad limit", body = ErrorBody),
+        (status = 200, description = "Newest decisions first (default: the newest 50)", body = DecisionsResponse),
+        (status = 400, description = "Bad limit, page or page_size", body = ErrorBody,
+            example = json!({"error": "Page must be >= 1"})),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
         (status = 403, description = "Someone else's instance", body = ErrorBody),
         (status = 404, description = "No such instance", body = ErrorBody),
@@ -250,15 +385,24 @@ pub async fn list_decisions(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     Path(instance_id): Path<String>,
-    query: Result<Query<LimitQuery>, QueryRejection>,
-) -> Result<Json<DecisionsResponse>, ApiError> {
-    let limit = limit_from(query, 50, MAX_DECISIONS_LIMIT)?;
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let paging = paging_from(query, 50, MAX_DECISIONS_LIMIT)?;
     let instance = owned_instance(&state, user.id, &instance_id).await?;
-    let decisions = state.store.recent_decisions(instance.id, limit).await?;
-    Ok(Json(DecisionsResponse {
-        instance_id: instance.instance_id,
-        decisions: decisions.into_iter().map(Into::into).collect(),
-    }))
+    let page = state
+        .store
+        .decisions_page(instance.id, paging.request())
+        .await?;
+    let response = DecisionsResponse {
+        instance_id: &instance.instance_id,
+        pagination: paging.of(page.total),
+        decisions: page
+            .items
+            .into_iter()
+            .map(|d| DecisionView::new(&instance.instance_id, d))
+            .collect(),
+    };
+    Ok(Json(response).into_response())
 }
 
 /// Load to simulate: one sample now, or (with `duration_minutes`) a series ending now.
@@ -284,6 +428,10 @@ pub struct SimulateRequest {
     /// Seconds between samples, at least 1 (default 30).
     #[schema(example = 30)]
     pub interval_seconds: Option<f64>,
+    /// Delete the instance's earlier metrics first, in the same transaction as the
+    /// new ones are written (default false).
+    #[schema(example = false)]
+    pub clear_existing: Option<bool>,
 }
 
 /// A validated simulation.
@@ -296,6 +444,8 @@ pub struct Simulation {
     pub network_out: Option<i64>,
     /// `(duration_minutes, interval_seconds, points)` for a prolonged simulation.
     pub series: Option<(i64, i64, i64)>,
+    /// Replace the instance's metrics rather than add to them.
+    pub clear_existing: bool,
 }
 
 fn percent(name: &str, v: Option<f64>) -> Result<Option<f64>, ApiError> {
@@ -374,6 +524,7 @@ impl SimulateRequest {
             network_in,
             network_out,
             series,
+            clear_existing: self.clear_existing.unwrap_or(false),
         })
     }
 }
@@ -434,6 +585,20 @@ pub struct SimulateProlongedResponse {
     pub duration_minutes: i64,
     #[schema(example = 30)]
     pub interval_seconds: i64,
+    /// The first three metrics created (the oldest).
+    pub sample_metrics: Vec<SampleMetricView>,
+}
+
+/// One of the metrics a prolonged simulation created.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SampleMetricView {
+    #[serde(with = "super::time")]
+    #[schema(value_type = String, format = DateTime)]
+    pub timestamp: DateTime<Utc>,
+    #[schema(example = 95.0)]
+    pub cpu_utilization: f64,
+    #[schema(example = 50.0)]
+    pub memory_usage: Option<f64>,
 }
 
 /// Simulate metrics for testing: one sample now, or a prolonged series (written
@@ -462,7 +627,11 @@ pub async fn simulate(
     let simulation = body.validate()?;
     let instance = owned_instance(&state, user.id, &simulation.instance_id).await?;
     let samples = simulation.samples(instance.id, Utc::now());
-    let stored = state.store.insert_metrics(&samples).await?;
+    let stored = if simulation.clear_existing {
+        state.store.replace_metrics(instance.id, &samples).await?
+    } else {
+        state.store.insert_metrics(&samples).await?
+    };
     let response = match simulation.series {
         None => {
             let m = stored
@@ -488,6 +657,15 @@ pub async fn simulate(
                 metrics_created: points,
                 duration_minutes: duration,
                 interval_seconds: interval,
+                sample_metrics: stored
+                    .iter()
+                    .take(3)
+                    .map(|m| SampleMetricView {
+                        timestamp: m.timestamp,
+                        cpu_utilization: m.cpu_utilization,
+                        memory_usage: m.memory_usage,
+                    })
+                    .collect(),
             })
         }
     };
@@ -515,6 +693,7 @@ mod tests {
             network_out: None,
             duration_minutes: None,
             interval_seconds: None,
+            clear_existing: None,
         }
     }
 

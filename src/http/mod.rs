@@ -7,20 +7,18 @@ mod error;
 mod extract;
 mod health;
 mod instances;
-mod limit;
 mod metrics;
 mod time;
 
 pub use docs::ApiDoc;
 pub use error::{ApiError, ErrorBody};
-pub use limit::{LOGIN_WINDOW, LoginLimiter};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::Method;
+use axum::http::{Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
@@ -30,7 +28,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::JwtKeys;
+use crate::auth::{JwtKeys, LoginLimiter};
 use crate::config::Settings;
 use crate::store::Store;
 
@@ -43,7 +41,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub keys: JwtKeys,
     pub settings: Arc<Settings>,
-    pub login_limiter: Arc<LoginLimiter>,
+    pub login_limiter: LoginLimiter,
 }
 
 /// Admission control: at most `permits` requests in flight (others get a fast 503
@@ -100,10 +98,19 @@ pub fn router(state: AppState) -> Router {
                 both(router, path, method_router)
             })
     });
+    // The headers are listed, not `*`: browsers never let a wildcard cover
+    // Authorization, so a dashboard's bearer token would fail its preflight.
     let cors = CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::OPTIONS])
-        .allow_headers(Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(Duration::from_secs(3600));
 
     api.merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", ApiDoc::openapi()))

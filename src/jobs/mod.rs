@@ -168,7 +168,8 @@ pub async fn run_scaling_tick(
     }
 }
 
-/// Deletes metrics and decisions past their retention, in short batches.
+/// Deletes metrics and decisions past their retention, in short batches, and the
+/// failed-login counters whose window has passed.
 pub async fn run_retention_tick(
     store: &dyn Store,
     metrics_days: i64,
@@ -177,7 +178,9 @@ pub async fn run_retention_tick(
 ) -> StoreResult<u64> {
     let metrics_before = now - TimeDelta::days(metrics_days);
     let decisions_before = now - TimeDelta::days(decisions_days);
-    let mut total = 0;
+    let mut total = store
+        .purge_login_failures(now - crate::auth::LOGIN_WINDOW)
+        .await?;
     loop {
         let deleted = store
             .purge(metrics_before, decisions_before, PURGE_BATCH)

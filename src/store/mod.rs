@@ -21,6 +21,14 @@ macro_rules! metric_columns {
     };
 }
 
+/// The columns a decision row reads.
+macro_rules! decision_columns {
+    () => {
+        "id, instance, ts, cpu_utilization, memory_usage, network_in, network_out, decision, \
+         reason, level_before, level_after"
+    };
+}
+
 mod postgres;
 mod sqlite;
 
@@ -43,6 +51,9 @@ pub enum StoreError {
     /// A unique key (email, instance id) is taken.
     #[error("unique constraint violated")]
     Conflict,
+    /// What the write refers to is gone (an instance deleted meanwhile).
+    #[error("referenced row is gone")]
+    Gone,
     /// The database cannot be reached right now (pool timeout, connection lost).
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
@@ -54,6 +65,7 @@ impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Gone,
             // Connection exceptions (class 08) and the server shutting down or
             // starting up (57P01-57P03): the database, not the query, is the problem.
             sqlx::Error::Database(db)
@@ -125,6 +137,47 @@ pub struct ScalingOutcome {
     pub decided_at: DateTime<Utc>,
 }
 
+/// One page of a newest-first list, and how many entries the whole list has.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}
+
+/// Which rows of a newest-first list to read: `limit` of them after skipping `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A read on behalf of a user of something that must be theirs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Owned<T> {
+    Found(T),
+    /// No such thing, or someone else's: the caller looks it up to say which.
+    NotOwned,
+    /// The token's account no longer exists.
+    UserGone,
+}
+
+/// What deleting an instance did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    Deleted,
+    /// It is being monitored; nothing was deleted.
+    Monitoring,
+    NotFound,
+}
+
+/// A failed-login counter: failures since `window_start`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoginFailures {
+    pub key: String,
+    pub failures: i64,
+    pub window_start: DateTime<Utc>,
+}
+
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -157,8 +210,40 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores the metrics in one transaction: all or none. Returns them as stored.
     async fn insert_metrics(&self, metrics: &[NewMetric]) -> StoreResult<Vec<Metric>>;
+    /// Deletes an instance with its metrics and decisions in one transaction, unless it
+    /// is being monitored.
+    async fn delete_instance(&self, id: Uuid) -> StoreResult<Deletion>;
+
+    /// Replaces all of an instance's metrics with `metrics` in one transaction: the
+    /// old ones are deleted and the new ones written, or nothing changes.
+    async fn replace_metrics(
+        &self,
+        instance: Uuid,
+        metrics: &[NewMetric],
+    ) -> StoreResult<Vec<Metric>>;
+    /// A page of an instance's metrics, newest first, with their total.
+    async fn metrics_page(&self, instance: Uuid, page: PageRequest) -> StoreResult<Page<Metric>>;
+    /// A page of the metrics of the instance with user-facing id `instance_id` if
+    /// `user` owns it, in one round trip (the API's hottest read); it also serves as
+    /// the token's account check.
+    async fn metrics_page_owned(
+        &self,
+        user: Uuid,
+        instance_id: &str,
+        page: PageRequest,
+    ) -> StoreResult<Owned<Page<Metric>>>;
+    /// A page of an instance's decisions, newest first, with their total.
+    async fn decisions_page(
+        &self,
+        instance: Uuid,
+        page: PageRequest,
+    ) -> StoreResult<Page<DecisionRecord>>;
+
     /// The newest `limit` metrics of an instance, newest first.
-    async fn recent_metrics(&self, instance: Uuid, limit: i64) -> StoreResult<Vec<Metric>>;
+    async fn recent_metrics(&self, instance: Uuid, limit: i64) -> StoreResult<Vec<Metric>> {
+        let page = PageRequest { limit, offset: 0 };
+        Ok(self.metrics_page(instance, page).await?.items)
+    }
     /// The newest `limit` metrics of the instance with user-facing id `instance_id`
     /// if `user` owns it, newest first, in one round trip (the API's hottest read).
     /// `None` when `user` no longer exists, so the read also serves as the token's
@@ -169,13 +254,40 @@ pub trait Store: Send + Sync + 'static {
         user: Uuid,
         instance_id: &str,
         limit: i64,
-    ) -> StoreResult<Option<Vec<Metric>>>;
+    ) -> StoreResult<Option<Vec<Metric>>> {
+        let page = PageRequest { limit, offset: 0 };
+        Ok(
+            match self.metrics_page_owned(user, instance_id, page).await? {
+                Owned::Found(page) => Some(page.items),
+                Owned::NotOwned => Some(Vec::new()),
+                Owned::UserGone => None,
+            },
+        )
+    }
     /// The newest `limit` decisions of an instance, newest first.
     async fn recent_decisions(
         &self,
         instance: Uuid,
         limit: i64,
-    ) -> StoreResult<Vec<DecisionRecord>>;
+    ) -> StoreResult<Vec<DecisionRecord>> {
+        let page = PageRequest { limit, offset: 0 };
+        Ok(self.decisions_page(instance, page).await?.items)
+    }
+
+    /// The failed-login counters of `keys` (those that exist).
+    async fn login_failures(&self, keys: &[String]) -> StoreResult<Vec<LoginFailures>>;
+    /// Counts one failed login against each of `keys`; a counter whose window began
+    /// at or before `expired_before` starts again from `now`.
+    async fn record_login_failure(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+        expired_before: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Forgets the counter of `key`.
+    async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
+    /// Deletes the counters whose window began before `before`; returns how many.
+    async fn purge_login_failures(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 
     /// Claims up to `limit` monitored instances not yet collected in tick `slot`.
     /// Across replicas each instance is claimed once per slot.

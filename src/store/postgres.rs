@@ -10,8 +10,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
 use uuid::Uuid;
 
 use super::{
-    Backend, CollectionStatus, InstanceCounts, NewInstance, PoolSettings, ScalingCandidate,
-    ScalingOutcome, Store, StoreResult, applied_level, decision_values,
+    Backend, CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
+    PageRequest, PoolSettings, ScalingCandidate, ScalingOutcome, Store, StoreError, StoreResult,
+    applied_level, decision_values,
 };
 use crate::collect::CollectTarget;
 use crate::model::{DecisionRecord, Instance, Metric, NewMetric, OutlierType, User};
@@ -48,15 +49,56 @@ const CLAIM_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 /// queue. `FOR NO KEY UPDATE` is the lock the UPDATE itself takes, so it doesn't
 /// block the foreign-key checks of concurrent metric inserts. Nothing to lock, no
 /// statement.
-async fn lock_instances(tx: &mut sqlx::PgConnection, ids: &[Uuid]) -> StoreResult<()> {
+///
+/// Returns the ids that still exist: an instance deleted after a tick claimed it is
+/// left out of the tick's writes (its rows would fail their foreign key), and one
+/// locked here cannot be deleted until the transaction ends. Writes that also touch
+/// an instance's metrics or decisions lock the instance first, as deletion does, so
+/// the two always queue in the same order.
+async fn lock_instances(
+    tx: &mut sqlx::PgConnection,
+    ids: &[Uuid],
+) -> StoreResult<std::collections::HashSet<Uuid>> {
     if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(Uuid,)> =
+        sqlx::query_as("SELECT id FROM instances WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+            .bind(ids)
+            .fetch_all(tx)
+            .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// Adds `delta` to the `metric_count` (or with `decisions`, `decision_count`) of
+/// each instance. The rows must be locked already (see [`lock_instances`]).
+async fn add_counts(
+    tx: &mut sqlx::PgConnection,
+    decisions: bool,
+    counts: &[(Uuid, i64)],
+) -> StoreResult<()> {
+    if counts.is_empty() {
         return Ok(());
     }
-    sqlx::query("SELECT 1 FROM instances WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
-        .bind(ids)
-        .execute(tx)
-        .await?;
+    let (ids, deltas): (Vec<Uuid>, Vec<i64>) = counts.iter().copied().unzip();
+    let sql = if decisions {
+        "UPDATE instances i SET decision_count = i.decision_count + u.n
+         FROM UNNEST($1::uuid[], $2::int8[]) AS u(id, n) WHERE i.id = u.id AND i.id = ANY($1)"
+    } else {
+        "UPDATE instances i SET metric_count = i.metric_count + u.n
+         FROM UNNEST($1::uuid[], $2::int8[]) AS u(id, n) WHERE i.id = u.id AND i.id = ANY($1)"
+    };
+    sqlx::query(sql).bind(ids).bind(deltas).execute(tx).await?;
     Ok(())
+}
+
+/// How many of `instances` each instance has.
+fn tally(instances: impl IntoIterator<Item = Uuid>) -> Vec<(Uuid, i64)> {
+    let mut counts = std::collections::HashMap::<Uuid, i64>::new();
+    for id in instances {
+        *counts.entry(id).or_default() += 1;
+    }
+    counts.into_iter().collect()
 }
 
 /// What the collection claim returns: id, instance_id, region, is_mock, last_collected_at.
@@ -242,17 +284,74 @@ struct MetricRow {
 /// instructions for it.
 impl sqlx::FromRow<'_, PgRow> for MetricRow {
     fn from_row(row: &PgRow) -> sqlx::Result<Self> {
+        MetricRow::at(row, 0)
+    }
+}
+
+impl MetricRow {
+    /// Decodes the metric whose columns start at position `base`.
+    fn at(row: &PgRow, base: usize) -> sqlx::Result<Self> {
         use sqlx::Row;
         Ok(MetricRow {
-            id: row.try_get_unchecked(0)?,
-            instance: row.try_get_unchecked(1)?,
-            ts: row.try_get_unchecked(2)?,
-            cpu_utilization: row.try_get_unchecked(3)?,
-            memory_usage: row.try_get_unchecked(4)?,
-            network_in: row.try_get_unchecked(5)?,
-            network_out: row.try_get_unchecked(6)?,
-            is_outlier: row.try_get_unchecked(7)?,
-            outlier_type: row.try_get_unchecked(8)?,
+            id: row.try_get_unchecked(base)?,
+            instance: row.try_get_unchecked(base + 1)?,
+            ts: row.try_get_unchecked(base + 2)?,
+            cpu_utilization: row.try_get_unchecked(base + 3)?,
+            memory_usage: row.try_get_unchecked(base + 4)?,
+            network_in: row.try_get_unchecked(base + 5)?,
+            network_out: row.try_get_unchecked(base + 6)?,
+            is_outlier: row.try_get_unchecked(base + 7)?,
+            outlier_type: row.try_get_unchecked(base + 8)?,
+        })
+    }
+}
+
+/// A row of a paged read: the list's total (column 0), then one entry's columns
+/// from column 1, all NULL when the page is empty (the LEFT JOIN's one row).
+struct PageRow<R> {
+    total: i64,
+    item: Option<R>,
+}
+
+/// An entry type a paged read decodes after its total.
+trait PageItem: Sized {
+    fn decode(row: &PgRow) -> sqlx::Result<Self>;
+}
+
+impl PageItem for MetricRow {
+    fn decode(row: &PgRow) -> sqlx::Result<Self> {
+        MetricRow::at(row, 1)
+    }
+}
+
+impl PageItem for DecisionRow {
+    fn decode(row: &PgRow) -> sqlx::Result<Self> {
+        <DecisionRow as sqlx::FromRow<PgRow>>::from_row(row)
+    }
+}
+
+impl<R: PageItem> sqlx::FromRow<'_, PgRow> for PageRow<R> {
+    fn from_row(row: &PgRow) -> sqlx::Result<Self> {
+        use sqlx::Row;
+        let id: Option<Uuid> = row.try_get_unchecked(1)?;
+        Ok(PageRow {
+            total: row.try_get_unchecked(0)?,
+            item: id.map(|_| R::decode(row)).transpose()?,
+        })
+    }
+}
+
+impl<R> PageRow<R> {
+    /// The page, or `None` when no row came back (no such instance for the query).
+    fn collect<T: From<R>>(rows: Vec<PageRow<R>>) -> Option<Page<T>> {
+        let total = rows.first()?.total;
+        Some(Page {
+            items: rows
+                .into_iter()
+                .filter_map(|r| r.item)
+                .map(T::from)
+                .collect(),
+            total,
         })
     }
 }
@@ -284,6 +383,8 @@ struct DecisionRow {
     network_out: Option<i64>,
     decision: String,
     reason: String,
+    level_before: i32,
+    level_after: i32,
 }
 
 impl From<DecisionRow> for DecisionRecord {
@@ -298,6 +399,8 @@ impl From<DecisionRow> for DecisionRecord {
             network_out: r.network_out,
             decision: r.decision,
             reason: r.reason,
+            level_before: r.level_before,
+            level_after: r.level_after,
         }
     }
 }
@@ -343,12 +446,18 @@ impl MetricColumns {
         c
     }
 
-    async fn insert(self, conn: &mut sqlx::PgConnection) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "INSERT INTO metrics (id, instance, ts, cpu_utilization, memory_usage, network_in, network_out, source)
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::float8[], $5::float8[],
-                                  $6::int8[], $7::int8[], $8::text[])
-             ON CONFLICT (instance, ts) WHERE source = 'cloudwatch' DO NOTHING",
+    /// Inserts the rows (a CloudWatch datapoint already stored is skipped) and returns
+    /// how many each instance got.
+    async fn insert(self, conn: &mut sqlx::PgConnection) -> StoreResult<Vec<(Uuid, i64)>> {
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+            "WITH ins AS (
+                 INSERT INTO metrics (id, instance, ts, cpu_utilization, memory_usage, network_in,
+                                      network_out, source)
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::float8[],
+                                      $5::float8[], $6::int8[], $7::int8[], $8::text[])
+                 ON CONFLICT (instance, ts) WHERE source = 'cloudwatch' DO NOTHING
+                 RETURNING instance)
+             SELECT instance, count(*) FROM ins GROUP BY instance",
         )
         .bind(self.ids)
         .bind(self.instances)
@@ -358,9 +467,9 @@ impl MetricColumns {
         .bind(self.net_in)
         .bind(self.net_out)
         .bind(self.source)
-        .execute(conn)
+        .fetch_all(conn)
         .await?;
-        Ok(done.rows_affected())
+        Ok(rows)
     }
 }
 
@@ -482,69 +591,140 @@ impl Store for PostgresStore {
 
     async fn insert_metrics(&self, metrics: &[NewMetric]) -> StoreResult<Vec<Metric>> {
         let stored: Vec<Metric> = metrics.iter().map(super::to_stored).collect();
-        let mut conn = self.pool.acquire().await?;
-        // One statement, atomic on its own: no BEGIN and COMMIT round trips.
-        MetricColumns::new(&stored, metrics)
-            .insert(&mut conn)
-            .await?;
+        let mut tx = self.pool.begin().await?;
+        let instances: Vec<Uuid> = tally(metrics.iter().map(|m| m.instance))
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        if lock_instances(&mut tx, &instances).await?.len() < instances.len() {
+            return Err(StoreError::Gone);
+        }
+        let counts = MetricColumns::new(&stored, metrics).insert(&mut tx).await?;
+        add_counts(&mut tx, false, &counts).await?;
+        tx.commit().await?;
         Ok(stored)
     }
 
-    async fn recent_metrics(&self, instance: Uuid, limit: i64) -> StoreResult<Vec<Metric>> {
-        let rows: Vec<MetricRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            metric_columns!(),
-            " FROM metrics WHERE instance = $1 ORDER BY ts DESC, id DESC LIMIT $2"
-        ))
-        .bind(instance)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+    async fn replace_metrics(
+        &self,
+        instance: Uuid,
+        metrics: &[NewMetric],
+    ) -> StoreResult<Vec<Metric>> {
+        let stored: Vec<Metric> = metrics.iter().map(super::to_stored).collect();
+        let mut tx = self.pool.begin().await?;
+        if lock_instances(&mut tx, &[instance]).await?.is_empty() {
+            return Err(StoreError::Gone);
+        }
+        sqlx::query("DELETE FROM metrics WHERE instance = $1")
+            .bind(instance)
+            .execute(&mut *tx)
+            .await?;
+        let inserted: i64 = MetricColumns::new(&stored, metrics)
+            .insert(&mut tx)
+            .await?
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
+        sqlx::query("UPDATE instances SET metric_count = $2 WHERE id = $1")
+            .bind(instance)
+            .bind(inserted)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(stored)
     }
 
-    async fn recent_metrics_owned(
+    async fn delete_instance(&self, id: Uuid) -> StoreResult<Deletion> {
+        // Metrics and decisions go by ON DELETE CASCADE, in the same statement.
+        let done = sqlx::query("DELETE FROM instances WHERE id = $1 AND NOT is_monitoring")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 1 {
+            return Ok(Deletion::Deleted);
+        }
+        let monitoring: Option<(bool,)> =
+            sqlx::query_as("SELECT is_monitoring FROM instances WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match monitoring {
+            Some(_) => Deletion::Monitoring,
+            None => Deletion::NotFound,
+        })
+    }
+
+    async fn metrics_page(&self, instance: Uuid, page: PageRequest) -> StoreResult<Page<Metric>> {
+        let rows: Vec<PageRow<MetricRow>> = sqlx::query_as(concat!(
+            "SELECT i.metric_count, m.* FROM instances i
+             LEFT JOIN LATERAL (SELECT ",
+            metric_columns!(),
+            " FROM metrics WHERE instance = i.id
+                 ORDER BY ts DESC, id DESC LIMIT $2 OFFSET $3) AS m ON true
+             WHERE i.id = $1"
+        ))
+        .bind(instance)
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(PageRow::collect(rows).unwrap_or(Page {
+            items: Vec::new(),
+            total: 0,
+        }))
+    }
+
+    async fn metrics_page_owned(
         &self,
         user: Uuid,
         instance_id: &str,
-        limit: i64,
-    ) -> StoreResult<Option<Vec<Metric>>> {
-        let rows: Vec<MetricRow> = sqlx::query_as(concat!(
-            "SELECT ",
+        page: PageRequest,
+    ) -> StoreResult<Owned<Page<Metric>>> {
+        let rows: Vec<PageRow<MetricRow>> = sqlx::query_as(concat!(
+            "SELECT i.metric_count, m.* FROM instances i
+             LEFT JOIN LATERAL (SELECT ",
             metric_columns!(),
-            " FROM metrics
-                 WHERE instance = (SELECT id FROM instances WHERE instance_id = $1 AND user_id = $2)
-                 ORDER BY ts DESC, id DESC LIMIT $3"
+            " FROM metrics WHERE instance = i.id
+                 ORDER BY ts DESC, id DESC LIMIT $3 OFFSET $4) AS m ON true
+             WHERE i.instance_id = $1 AND i.user_id = $2"
         ))
         .bind(instance_id)
         .bind(user)
-        .bind(limit)
+        .bind(page.limit)
+        .bind(page.offset)
         .fetch_all(&self.pool)
         .await?;
-        // A user's instances, and their metrics, go with the user (ON DELETE CASCADE,
-        // always enforced here), so a metric found proves the user exists: only an
-        // empty read has to ask.
-        if rows.is_empty() && self.user_by_id(user).await?.is_none() {
-            return Ok(None);
+        // A user's instances go with the user (ON DELETE CASCADE, always enforced
+        // here), so a row found proves the user exists: only an empty read has to ask.
+        match PageRow::collect(rows) {
+            Some(page) => Ok(Owned::Found(page)),
+            None if self.user_by_id(user).await?.is_none() => Ok(Owned::UserGone),
+            None => Ok(Owned::NotOwned),
         }
-        Ok(Some(rows.into_iter().map(Into::into).collect()))
     }
 
-    async fn recent_decisions(
+    async fn decisions_page(
         &self,
         instance: Uuid,
-        limit: i64,
-    ) -> StoreResult<Vec<DecisionRecord>> {
-        let rows: Vec<DecisionRow> = sqlx::query_as(
-            "SELECT id, instance, ts, cpu_utilization, memory_usage, network_in, network_out,
-                    decision, reason
-             FROM scaling_decisions WHERE instance = $1 ORDER BY ts DESC, id DESC LIMIT $2",
-        )
+        page: PageRequest,
+    ) -> StoreResult<Page<DecisionRecord>> {
+        let rows: Vec<PageRow<DecisionRow>> = sqlx::query_as(concat!(
+            "SELECT i.decision_count, d.* FROM instances i
+             LEFT JOIN LATERAL (SELECT ",
+            decision_columns!(),
+            " FROM scaling_decisions WHERE instance = i.id
+                 ORDER BY ts DESC, id DESC LIMIT $2 OFFSET $3) AS d ON true
+             WHERE i.id = $1"
+        ))
         .bind(instance)
-        .bind(limit)
+        .bind(page.limit)
+        .bind(page.offset)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Ok(PageRow::collect(rows).unwrap_or(Page {
+            items: Vec::new(),
+            total: 0,
+        }))
     }
 
     async fn claim_collection(&self, slot: i64, limit: i64) -> StoreResult<Vec<CollectTarget>> {
@@ -583,34 +763,63 @@ impl Store for PostgresStore {
         metrics: &[NewMetric],
         statuses: &[CollectionStatus],
     ) -> StoreResult<()> {
-        let stored: Vec<Metric> = metrics.iter().map(super::to_stored).collect();
         let mut tx = self.pool.begin().await?;
+        let mut ids: Vec<Uuid> = statuses.iter().map(|s| s.instance).collect();
+        ids.extend(metrics.iter().map(|m| m.instance));
+        ids.sort_unstable();
+        ids.dedup();
+        let live = lock_instances(&mut tx, &ids).await?;
+        let metrics: Vec<NewMetric> = metrics
+            .iter()
+            .filter(|m| live.contains(&m.instance))
+            .cloned()
+            .collect();
+        let statuses: Vec<&CollectionStatus> = statuses
+            .iter()
+            .filter(|s| live.contains(&s.instance))
+            .collect();
+        let stored: Vec<Metric> = metrics.iter().map(super::to_stored).collect();
+        let mut counts = std::collections::HashMap::new();
         if !stored.is_empty() {
-            MetricColumns::new(&stored, metrics).insert(&mut tx).await?;
+            counts.extend(
+                MetricColumns::new(&stored, &metrics)
+                    .insert(&mut tx)
+                    .await?,
+            );
         }
         if !statuses.is_empty() {
             let ids: Vec<Uuid> = statuses.iter().map(|s| s.instance).collect();
             let at: Vec<Option<DateTime<Utc>>> =
                 statuses.iter().map(|s| s.last_collected_at).collect();
             let errors: Vec<Option<String>> = statuses.iter().map(|s| s.error.clone()).collect();
-            lock_instances(&mut tx, &ids).await?;
+            let added: Vec<i64> = ids
+                .iter()
+                .map(|id| counts.remove(id).unwrap_or(0))
+                .collect();
             // `i.id = ANY($1)` (here and in the batch updates below) lets the planner
             // reach the batch's rows through the primary key rather than hash-join
             // the whole table.
             sqlx::query(
                 "UPDATE instances i
                  SET last_collected_at = COALESCE(u.at, i.last_collected_at),
-                     last_collection_error = u.err
-                 FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[]) AS u(id, at, err)
+                     last_collection_error = u.err,
+                     metric_count = i.metric_count + u.n
+                 FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::int8[])
+                      AS u(id, at, err, n)
                  WHERE i.id = u.id AND i.id = ANY($1)
-                   AND (u.at IS NOT NULL OR i.last_collection_error IS DISTINCT FROM u.err)",
+                   AND (u.at IS NOT NULL OR u.n <> 0
+                        OR i.last_collection_error IS DISTINCT FROM u.err)",
             )
             .bind(ids)
             .bind(at)
             .bind(errors)
+            .bind(added)
             .execute(&mut *tx)
             .await?;
         }
+        // Metrics of an instance without a status (not what the jobs send).
+        let rest: Vec<(Uuid, i64)> = counts.into_iter().collect();
+        add_counts(&mut tx, false, &rest).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -689,12 +898,18 @@ impl Store for PostgresStore {
             .filter(|o| o.record || applied_level(o).is_some())
             .map(|o| o.instance)
             .collect();
-        lock_instances(&mut tx, &updated).await?;
+        let live = lock_instances(&mut tx, &updated).await?;
+        // Instances deleted since the claim get nothing written.
+        let outcomes: Vec<&ScalingOutcome> = outcomes
+            .iter()
+            .filter(|o| live.contains(&o.instance))
+            .collect();
 
         // Level changes first: an action only applies where the level is still the one
         // it was decided at, and only an applied action gets its decision row.
         let actions: Vec<&ScalingOutcome> = outcomes
             .iter()
+            .copied()
             .filter(|o| applied_level(o).is_some())
             .collect();
         let mut applied = std::collections::HashSet::new();
@@ -721,8 +936,12 @@ impl Store for PostgresStore {
         let kept =
             |o: &&ScalingOutcome| applied_level(o).is_none() || applied.contains(&o.instance);
 
-        let records: Vec<&ScalingOutcome> =
-            outcomes.iter().filter(|o| o.record).filter(kept).collect();
+        let records: Vec<&ScalingOutcome> = outcomes
+            .iter()
+            .copied()
+            .filter(|o| o.record)
+            .filter(kept)
+            .collect();
         if !records.is_empty() {
             let mut ids = Vec::with_capacity(records.len());
             let mut instances = Vec::with_capacity(records.len());
@@ -769,7 +988,7 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "UPDATE instances i SET last_decision = u.d
+                "UPDATE instances i SET last_decision = u.d, decision_count = i.decision_count + 1
                  FROM UNNEST($1::uuid[], $2::text[]) AS u(id, d)
                  WHERE i.id = u.id AND i.id = ANY($1)",
             )
@@ -781,6 +1000,7 @@ impl Store for PostgresStore {
 
         let flagged: Vec<(Uuid, OutlierType)> = outcomes
             .iter()
+            .copied()
             .filter(kept)
             .filter_map(|o| o.evaluation.outlier)
             .collect();
@@ -807,22 +1027,121 @@ impl Store for PostgresStore {
         decisions_before: DateTime<Utc>,
         batch: i64,
     ) -> StoreResult<u64> {
-        let metrics = sqlx::query(
-            "DELETE FROM metrics WHERE id IN (SELECT id FROM metrics WHERE ts < $1 LIMIT $2)",
+        let metrics = self
+            .purge_rows(
+                "SELECT id, instance FROM metrics WHERE ts < $1 LIMIT $2",
+                "DELETE FROM metrics WHERE id = ANY($1) RETURNING instance",
+                false,
+                metrics_before,
+                batch,
+            )
+            .await?;
+        let decisions = self
+            .purge_rows(
+                "SELECT id, instance FROM scaling_decisions WHERE ts < $1 LIMIT $2",
+                "DELETE FROM scaling_decisions WHERE id = ANY($1) RETURNING instance",
+                true,
+                decisions_before,
+                batch,
+            )
+            .await?;
+        Ok(metrics + decisions)
+    }
+
+    async fn login_failures(&self, keys: &[String]) -> StoreResult<Vec<LoginFailures>> {
+        let rows: Vec<(String, i32, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT key, failures, window_start FROM login_failures WHERE key = ANY($1)",
         )
-        .bind(metrics_before)
-        .bind(batch)
+        .bind(keys)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, failures, window_start)| LoginFailures {
+                key,
+                failures: failures.into(),
+                window_start,
+            })
+            .collect())
+    }
+
+    async fn record_login_failure(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+        expired_before: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        // Sorted so that two logins counting the same keys lock them in one order.
+        let mut keys = keys.to_vec();
+        keys.sort();
+        sqlx::query(
+            "INSERT INTO login_failures (key, failures, window_start)
+             SELECT k, 1, $2 FROM UNNEST($1::text[]) AS k
+             ON CONFLICT (key) DO UPDATE SET
+                 failures = CASE WHEN login_failures.window_start <= $3 THEN 1
+                                 ELSE login_failures.failures + 1 END,
+                 window_start = CASE WHEN login_failures.window_start <= $3 THEN $2
+                                     ELSE login_failures.window_start END",
+        )
+        .bind(keys)
+        .bind(now)
+        .bind(expired_before)
         .execute(&self.pool)
         .await?;
-        let decisions = sqlx::query(
-            "DELETE FROM scaling_decisions
-             WHERE id IN (SELECT id FROM scaling_decisions WHERE ts < $1 LIMIT $2)",
-        )
-        .bind(decisions_before)
-        .bind(batch)
-        .execute(&self.pool)
-        .await?;
-        Ok(metrics.rows_affected() + decisions.rows_affected())
+        Ok(())
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn purge_login_failures(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM login_failures WHERE window_start < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+impl PostgresStore {
+    /// Deletes one batch of old rows chosen by `select` (id, instance) and takes them
+    /// off their instances' counts, in one transaction. The instances are locked
+    /// first, as every write that touches both does (see [`lock_instances`]).
+    async fn purge_rows(
+        &self,
+        select: &'static str,
+        delete: &'static str,
+        decisions: bool,
+        before: DateTime<Utc>,
+        batch: i64,
+    ) -> StoreResult<u64> {
+        let doomed: Vec<(Uuid, Uuid)> = sqlx::query_as(select)
+            .bind(before)
+            .bind(batch)
+            .fetch_all(&self.pool)
+            .await?;
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let (ids, mut instances): (Vec<Uuid>, Vec<Uuid>) = doomed.into_iter().unzip();
+        instances.sort_unstable();
+        instances.dedup();
+        let mut tx = self.pool.begin().await?;
+        lock_instances(&mut tx, &instances).await?;
+        let gone: Vec<(Uuid,)> = sqlx::query_as(delete).bind(ids).fetch_all(&mut *tx).await?;
+        let deleted = gone.len() as u64;
+        let counts: Vec<(Uuid, i64)> = tally(gone.into_iter().map(|(id,)| id))
+            .into_iter()
+            .map(|(id, n)| (id, -n))
+            .collect();
+        add_counts(&mut tx, decisions, &counts).await?;
+        tx.commit().await?;
+        Ok(deleted)
     }
 }
 

@@ -19,8 +19,9 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::{
-    Backend, CollectionStatus, InstanceCounts, NewInstance, PoolSettings, ScalingCandidate,
-    ScalingOutcome, Store, StoreError, StoreResult, applied_level, decision_values,
+    Backend, CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
+    PageRequest, PoolSettings, ScalingCandidate, ScalingOutcome, Store, StoreError, StoreResult,
+    applied_level, decision_values,
 };
 use crate::collect::CollectTarget;
 use crate::model::{DecisionRecord, Instance, Metric, NewMetric, OutlierType, User};
@@ -250,6 +251,8 @@ struct DecisionRow {
     network_out: Option<i64>,
     decision: String,
     reason: String,
+    level_before: i32,
+    level_after: i32,
 }
 
 impl TryFrom<DecisionRow> for DecisionRecord {
@@ -265,6 +268,8 @@ impl TryFrom<DecisionRow> for DecisionRecord {
             network_out: r.network_out,
             decision: r.decision,
             reason: r.reason,
+            level_before: r.level_before,
+            level_after: r.level_after,
         })
     }
 }
@@ -286,12 +291,15 @@ fn convert<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> StoreResult<Ve
     rows.into_iter().map(T::try_from).collect()
 }
 
-/// Inserts metrics given as one JSON array of rows.
+/// Inserts metrics given as one JSON array of rows and returns how many each
+/// instance got: a CloudWatch datapoint already stored is skipped, and so are the
+/// metrics of an instance deleted since a tick claimed it (within the statement,
+/// which holds the write lock, no delete can come in between).
 async fn insert_metric_rows(
     conn: &mut sqlx::SqliteConnection,
     stored: &[Metric],
     new: &[NewMetric],
-) -> StoreResult<()> {
+) -> StoreResult<Vec<(String, i64)>> {
     let rows: Vec<serde_json::Value> = stored
         .iter()
         .zip(new)
@@ -308,17 +316,54 @@ async fn insert_metric_rows(
             ])
         })
         .collect();
-    // `WHERE true` keeps SQLite from reading ON CONFLICT as a join constraint.
-    sqlx::query(
+    // The WHERE clause also keeps SQLite from reading ON CONFLICT as a join constraint.
+    let inserted: Vec<(String,)> = sqlx::query_as(
         "INSERT INTO metrics (id, instance, ts, cpu_utilization, memory_usage, network_in, network_out, source)
          SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7
-         FROM json_each(?1) WHERE true
-         ON CONFLICT (instance, ts) WHERE source = 'cloudwatch' DO NOTHING",
+         FROM json_each(?1) WHERE EXISTS (SELECT 1 FROM instances WHERE id = value->>1)
+         ON CONFLICT (instance, ts) WHERE source = 'cloudwatch' DO NOTHING
+         RETURNING instance",
     )
     .bind(serde_json::Value::Array(rows).to_string())
-    .execute(conn)
+    .fetch_all(conn)
     .await?;
+    let mut counts = std::collections::HashMap::<String, i64>::new();
+    for (instance,) in inserted {
+        *counts.entry(instance).or_default() += 1;
+    }
+    Ok(counts.into_iter().collect())
+}
+
+/// Adds each delta to the `metric_count` (or with `decisions`, `decision_count`) of
+/// its instance.
+async fn add_counts(
+    conn: &mut sqlx::SqliteConnection,
+    decisions: bool,
+    counts: &[(String, i64)],
+) -> StoreResult<()> {
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let sql = if decisions {
+        "UPDATE instances SET decision_count = decision_count + u.n
+         FROM (SELECT value->>0 AS id, value->>1 AS n FROM json_each(?1)) AS u
+         WHERE instances.id = u.id"
+    } else {
+        "UPDATE instances SET metric_count = metric_count + u.n
+         FROM (SELECT value->>0 AS id, value->>1 AS n FROM json_each(?1)) AS u
+         WHERE instances.id = u.id"
+    };
+    let rows: Vec<serde_json::Value> = counts.iter().map(|(id, n)| json!([id, n])).collect();
+    sqlx::query(sql)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(conn)
+        .await?;
     Ok(())
+}
+
+/// The page of a paged read: `None` when the instance row was not found.
+fn page_of<T>(total: Option<i64>, items: Vec<T>) -> Option<Page<T>> {
+    total.map(|total| Page { items, total })
 }
 
 #[async_trait]
@@ -441,37 +486,119 @@ impl Store for SqliteStore {
 
     async fn insert_metrics(&self, metrics: &[NewMetric]) -> StoreResult<Vec<Metric>> {
         let stored: Vec<Metric> = metrics.iter().map(super::to_stored).collect();
-        let mut conn = self.pool.acquire().await?;
-        // One statement: SQLite applies it atomically, all rows or none.
-        insert_metric_rows(&mut conn, &stored, metrics).await?;
+        let mut tx = self.pool.begin().await?;
+        let counts = insert_metric_rows(&mut tx, &stored, metrics).await?;
+        // An instance that got no rows is gone, or all its rows were CloudWatch
+        // datapoints stored before: ask (the write lock is held by now, so this
+        // read cannot race a delete) and refuse rather than report rows not written.
+        let mut silent: Vec<String> = metrics.iter().map(|m| m.instance.to_string()).collect();
+        silent.sort_unstable();
+        silent.dedup();
+        silent.retain(|id| !counts.iter().any(|(c, _)| c == id));
+        if !silent.is_empty() {
+            let (found,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM instances WHERE id IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(serde_json::to_string(&silent).unwrap_or_default())
+            .fetch_one(&mut *tx)
+            .await?;
+            if found < silent.len() as i64 {
+                return Err(StoreError::Gone);
+            }
+        }
+        add_counts(&mut tx, false, &counts).await?;
+        tx.commit().await?;
         Ok(stored)
     }
 
-    async fn recent_metrics(&self, instance: Uuid, limit: i64) -> StoreResult<Vec<Metric>> {
+    async fn replace_metrics(
+        &self,
+        instance: Uuid,
+        metrics: &[NewMetric],
+    ) -> StoreResult<Vec<Metric>> {
+        let stored: Vec<Metric> = metrics.iter().map(super::to_stored).collect();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM metrics WHERE instance = ?1")
+            .bind(instance.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let inserted: i64 = insert_metric_rows(&mut tx, &stored, metrics)
+            .await?
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
+        let done = sqlx::query("UPDATE instances SET metric_count = ?2 WHERE id = ?1")
+            .bind(instance.to_string())
+            .bind(inserted)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Gone);
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn delete_instance(&self, id: Uuid) -> StoreResult<Deletion> {
+        // Metrics and decisions go by ON DELETE CASCADE, in the same statement.
+        let done = sqlx::query("DELETE FROM instances WHERE id = ?1 AND is_monitoring = 0")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 1 {
+            return Ok(Deletion::Deleted);
+        }
+        let monitoring: Option<(bool,)> =
+            sqlx::query_as("SELECT is_monitoring FROM instances WHERE id = ?1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match monitoring {
+            Some(_) => Deletion::Monitoring,
+            None => Deletion::NotFound,
+        })
+    }
+
+    async fn metrics_page(&self, instance: Uuid, page: PageRequest) -> StoreResult<Page<Metric>> {
+        let mut tx = self.pool.begin().await?;
+        let total: Option<(i64,)> =
+            sqlx::query_as("SELECT metric_count FROM instances WHERE id = ?1")
+                .bind(instance.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
         let rows: Vec<MetricRow> = sqlx::query_as(concat!(
             "SELECT ",
             metric_columns!(),
-            " FROM metrics WHERE instance = ?1 ORDER BY ts DESC, id DESC LIMIT ?2 + 0"
+            " FROM metrics WHERE instance = ?1 ORDER BY ts DESC, id DESC LIMIT ?2 + 0 OFFSET ?3 + 0"
         ))
         .bind(instance.to_string())
-        .bind(limit)
-        .fetch_all(&self.pool)
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&mut *tx)
         .await?;
-        convert(rows)
+        tx.commit().await?;
+        Ok(
+            page_of(total.map(|(t,)| t), convert(rows)?).unwrap_or(Page {
+                items: Vec::new(),
+                total: 0,
+            }),
+        )
     }
 
-    async fn recent_metrics_owned(
+    async fn metrics_page_owned(
         &self,
         user: Uuid,
         instance_id: &str,
-        limit: i64,
-    ) -> StoreResult<Option<Vec<Metric>>> {
+        page: PageRequest,
+    ) -> StoreResult<Owned<Page<Metric>>> {
         // sqlx copies each row's values on its SQLite worker thread and wakes this
         // task once per row; at 100 rows that handover was most of the request. So
         // the page comes back packed in one JSON text, its reals as `packed_real!`
-        // sends them (exactly; a unit test below holds SQLite to that).
-        let (user_exists, page): (bool, String) = sqlx::query_as(concat!(
+        // sends them (exactly; a unit test below holds SQLite to that), with the
+        // total beside it in the same row (one statement: one snapshot).
+        let (user_exists, total, page): (bool, Option<i64>, String) = sqlx::query_as(concat!(
             "SELECT EXISTS (SELECT 1 FROM users WHERE id = ?2),
+                    (SELECT metric_count FROM instances WHERE instance_id = ?1 AND user_id = ?2),
                     (SELECT json_group_array(
                                 json_array(id, instance, ts, ",
             packed_real!("cpu_utilization"),
@@ -481,43 +608,61 @@ impl Store for SqliteStore {
                      FROM (SELECT * FROM metrics
                            WHERE instance = (SELECT id FROM instances
                                              WHERE instance_id = ?1 AND user_id = ?2)
-                           ORDER BY ts DESC, id DESC LIMIT ?3 + 0))"
+                           ORDER BY ts DESC, id DESC LIMIT ?3 + 0 OFFSET ?4 + 0))"
         ))
         .bind(instance_id)
         .bind(user.to_string())
-        .bind(limit)
+        .bind(page.limit)
+        .bind(page.offset)
         .fetch_one(&self.pool)
         .await?;
         if !user_exists {
-            return Ok(None);
+            return Ok(Owned::UserGone);
         }
+        let Some(total) = total else {
+            return Ok(Owned::NotOwned);
+        };
         let mut packed: Vec<PackedMetric> = serde_json::from_str(&page).map_err(decode_error)?;
         // SQL leaves an aggregate's input order unspecified; an ORDER BY inside it
         // would sort the page a second time in SQLite, so the order is restored here
         // (a pass over an already sorted page).
         packed.sort_by(|a, b| (b.2, &b.0).cmp(&(a.2, &a.0)));
-        packed
+        let items = packed
             .into_iter()
             .map(|p| Metric::try_from(MetricRow::try_from(p)?))
-            .collect::<StoreResult<_>>()
-            .map(Some)
+            .collect::<StoreResult<_>>()?;
+        Ok(Owned::Found(Page { items, total }))
     }
 
-    async fn recent_decisions(
+    async fn decisions_page(
         &self,
         instance: Uuid,
-        limit: i64,
-    ) -> StoreResult<Vec<DecisionRecord>> {
-        let rows: Vec<DecisionRow> = sqlx::query_as(
-            "SELECT id, instance, ts, cpu_utilization, memory_usage, network_in, network_out,
-                    decision, reason
-             FROM scaling_decisions WHERE instance = ?1 ORDER BY ts DESC, id DESC LIMIT ?2 + 0",
-        )
+        page: PageRequest,
+    ) -> StoreResult<Page<DecisionRecord>> {
+        let mut tx = self.pool.begin().await?;
+        let total: Option<(i64,)> =
+            sqlx::query_as("SELECT decision_count FROM instances WHERE id = ?1")
+                .bind(instance.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let rows: Vec<DecisionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            decision_columns!(),
+            " FROM scaling_decisions WHERE instance = ?1
+              ORDER BY ts DESC, id DESC LIMIT ?2 + 0 OFFSET ?3 + 0"
+        ))
         .bind(instance.to_string())
-        .bind(limit)
-        .fetch_all(&self.pool)
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&mut *tx)
         .await?;
-        convert(rows)
+        tx.commit().await?;
+        Ok(
+            page_of(total.map(|(t,)| t), convert(rows)?).unwrap_or(Page {
+                items: Vec::new(),
+                total: 0,
+            }),
+        )
     }
 
     async fn claim_collection(&self, slot: i64, limit: i64) -> StoreResult<Vec<CollectTarget>> {
@@ -553,33 +698,41 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let stored: Vec<Metric> = metrics.iter().map(super::to_stored).collect();
         let mut tx = self.pool.begin().await?;
-        if !stored.is_empty() {
-            insert_metric_rows(&mut tx, &stored, metrics).await?;
-        }
+        let mut counts: std::collections::HashMap<String, i64> = if stored.is_empty() {
+            Default::default()
+        } else {
+            insert_metric_rows(&mut tx, &stored, metrics)
+                .await?
+                .into_iter()
+                .collect()
+        };
         if !statuses.is_empty() {
             let rows: Vec<serde_json::Value> = statuses
                 .iter()
                 .map(|s| {
-                    json!([
-                        s.instance.to_string(),
-                        s.last_collected_at.map(micros),
-                        s.error
-                    ])
+                    let id = s.instance.to_string();
+                    let added = counts.remove(&id).unwrap_or(0);
+                    json!([id, s.last_collected_at.map(micros), s.error, added])
                 })
                 .collect();
             sqlx::query(
                 "UPDATE instances
                  SET last_collected_at = coalesce(u.at, instances.last_collected_at),
-                     last_collection_error = u.err
-                 FROM (SELECT value->>0 AS id, value->>1 AS at, value->>2 AS err
+                     last_collection_error = u.err,
+                     metric_count = metric_count + u.n
+                 FROM (SELECT value->>0 AS id, value->>1 AS at, value->>2 AS err, value->>3 AS n
                        FROM json_each(?1)) AS u
                  WHERE instances.id = u.id
-                   AND (u.at IS NOT NULL OR instances.last_collection_error IS NOT u.err)",
+                   AND (u.at IS NOT NULL OR u.n <> 0
+                        OR instances.last_collection_error IS NOT u.err)",
             )
             .bind(serde_json::Value::Array(rows).to_string())
             .execute(&mut *tx)
             .await?;
         }
+        // Metrics of an instance without a status (not what the jobs send).
+        let rest: Vec<(String, i64)> = counts.into_iter().collect();
+        add_counts(&mut tx, false, &rest).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -718,13 +871,15 @@ impl Store for SqliteStore {
                         network_in, network_out, decision, reason, level_before, level_after)
                  SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5,
                         value->>6, value->>7, value->>8, value->>9, value->>10
-                 FROM json_each(?1)",
+                 FROM json_each(?1)
+                 -- an instance deleted since the tick claimed it gets nothing written
+                 WHERE EXISTS (SELECT 1 FROM instances WHERE id = value->>1)",
             )
             .bind(&records)
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "UPDATE instances SET last_decision = u.d
+                "UPDATE instances SET last_decision = u.d, decision_count = decision_count + 1
                  FROM (SELECT value->>1 AS id, value->>7 AS d FROM json_each(?1)) AS u
                  WHERE instances.id = u.id",
             )
@@ -759,22 +914,109 @@ impl Store for SqliteStore {
         decisions_before: DateTime<Utc>,
         batch: i64,
     ) -> StoreResult<u64> {
-        let metrics = sqlx::query(
-            "DELETE FROM metrics WHERE id IN (SELECT id FROM metrics WHERE ts < ?1 LIMIT ?2 + 0)",
+        let metrics = self
+            .purge_rows(
+                "DELETE FROM metrics WHERE id IN (SELECT id FROM metrics WHERE ts < ?1 LIMIT ?2 + 0)
+                 RETURNING instance",
+                false,
+                metrics_before,
+                batch,
+            )
+            .await?;
+        let decisions = self
+            .purge_rows(
+                "DELETE FROM scaling_decisions
+                 WHERE id IN (SELECT id FROM scaling_decisions WHERE ts < ?1 LIMIT ?2 + 0)
+                 RETURNING instance",
+                true,
+                decisions_before,
+                batch,
+            )
+            .await?;
+        Ok(metrics + decisions)
+    }
+
+    async fn login_failures(&self, keys: &[String]) -> StoreResult<Vec<LoginFailures>> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT key, failures, window_start FROM login_failures
+             WHERE key IN (SELECT value FROM json_each(?1))",
         )
-        .bind(micros(metrics_before))
-        .bind(batch)
+        .bind(serde_json::to_string(keys).unwrap_or_default())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, failures, start)| LoginFailures {
+                key,
+                failures,
+                window_start: time(start),
+            })
+            .collect())
+    }
+
+    async fn record_login_failure(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+        expired_before: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO login_failures (key, failures, window_start)
+             SELECT value, 1, ?2 FROM json_each(?1) WHERE true
+             ON CONFLICT (key) DO UPDATE SET
+                 failures = CASE WHEN window_start <= ?3 THEN 1 ELSE failures + 1 END,
+                 window_start = CASE WHEN window_start <= ?3 THEN ?2 ELSE window_start END",
+        )
+        .bind(serde_json::to_string(keys).unwrap_or_default())
+        .bind(micros(now))
+        .bind(micros(expired_before))
         .execute(&self.pool)
         .await?;
-        let decisions = sqlx::query(
-            "DELETE FROM scaling_decisions
-             WHERE id IN (SELECT id FROM scaling_decisions WHERE ts < ?1 LIMIT ?2 + 0)",
-        )
-        .bind(micros(decisions_before))
-        .bind(batch)
-        .execute(&self.pool)
-        .await?;
-        Ok(metrics.rows_affected() + decisions.rows_affected())
+        Ok(())
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_failures WHERE key = ?1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn purge_login_failures(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM login_failures WHERE window_start < ?1")
+            .bind(micros(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+impl SqliteStore {
+    /// Runs one batch `delete` (binding `before` and `batch`, returning each deleted
+    /// row's instance) and takes the rows off their instances' counts, in one
+    /// transaction.
+    async fn purge_rows(
+        &self,
+        delete: &'static str,
+        decisions: bool,
+        before: DateTime<Utc>,
+        batch: i64,
+    ) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let gone: Vec<(String,)> = sqlx::query_as(delete)
+            .bind(micros(before))
+            .bind(batch)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut counts = std::collections::HashMap::<String, i64>::new();
+        for (instance,) in &gone {
+            *counts.entry(instance.clone()).or_default() -= 1;
+        }
+        let counts: Vec<(String, i64)> = counts.into_iter().collect();
+        add_counts(&mut tx, decisions, &counts).await?;
+        tx.commit().await?;
+        Ok(gone.len() as u64)
     }
 }
 

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::on_both_databases;
 
 on_both_databases! {
-    async fn the_openapi_document_lists_all_11_operations(app) {
+    async fn the_openapi_document_lists_every_operation(app) {
         let (status, doc) = app.call(Method::GET, "/api/openapi.json", None, None).await;
 
         assert_eq!(status, StatusCode::OK);
@@ -22,6 +22,7 @@ on_both_databases! {
                 "/api/auth/login",
                 "/api/auth/me",
                 "/api/instances/",
+                "/api/instances/{instance_id}",
                 "/api/instances/{instance_id}/monitor/start",
                 "/api/instances/{instance_id}/monitor/stop",
                 "/api/metrics/{instance_id}",
@@ -43,6 +44,7 @@ on_both_databases! {
                 ("GET".to_owned(), "/api/auth/me"),
                 ("POST".to_owned(), "/api/instances/"),
                 ("GET".to_owned(), "/api/instances/"),
+                ("DELETE".to_owned(), "/api/instances/{instance_id}"),
                 ("PATCH".to_owned(), "/api/instances/{instance_id}/monitor/start"),
                 ("PATCH".to_owned(), "/api/instances/{instance_id}/monitor/stop"),
                 ("GET".to_owned(), "/api/metrics/{instance_id}"),

@@ -30,7 +30,12 @@ pub struct TestApp {
 
 pub enum DbGuard {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+    /// Another app's database: that app's guard cleans up.
+    Shared,
 }
 
 impl Drop for DbGuard {
@@ -134,7 +139,18 @@ pub async fn fresh_database(db: Db) -> Option<(String, DbGuard)> {
 /// Starts the application on a fresh database; `None` when `db` is unavailable.
 pub async fn spawn_app_with(db: Db, overrides: &[(&str, &str)]) -> Option<TestApp> {
     let (url, guard) = fresh_database(db).await?;
-    let settings = test_settings(&url, overrides);
+    Some(start(&url, overrides, guard).await)
+}
+
+impl TestApp {
+    /// A second replica: another server with its own pool on this app's database.
+    pub async fn replica(&self, overrides: &[(&str, &str)]) -> TestApp {
+        start(&self.settings.database_url, overrides, DbGuard::Shared).await
+    }
+}
+
+async fn start(url: &str, overrides: &[(&str, &str)], guard: DbGuard) -> TestApp {
+    let settings = test_settings(url, overrides);
     let app = Application::build(settings.clone())
         .await
         .expect("build app");
@@ -145,14 +161,14 @@ pub async fn spawn_app_with(db: Db, overrides: &[(&str, &str)]) -> Option<TestAp
             .await
             .expect("server runs");
     });
-    Some(TestApp {
+    TestApp {
         address,
         client: reqwest::Client::new(),
         store,
         settings,
         server,
         _db: guard,
-    })
+    }
 }
 
 pub async fn spawn_app(db: Db) -> Option<TestApp> {

@@ -41,3 +41,53 @@ async fn after_too_many_wrong_passwords_even_the_right_one_is_429_with_retry_aft
         ))
     );
 }
+
+/// Two replicas on one PostgreSQL count failures together: spreading guesses over
+/// them buys an attacker nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_one_failed_login_allowance() {
+    let limit = [("LOGIN_ATTEMPTS_PER_WINDOW", "3")];
+    let Some(a) = spawn_app_with(Db::Postgres, &limit).await else {
+        eprintln!("TEST_DATABASE_URL not set: skipped");
+        return;
+    };
+    let b = a.replica(&limit).await;
+    a.user("shared@example.com").await;
+    let wrong = json!({"email": "shared@example.com", "password": "wrong-password"});
+    for app in [&a, &b, &a] {
+        let (status, _) = app.post("/api/auth/login", None, wrong.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    let right = json!({"email": "shared@example.com", "password": "testpass123"});
+    for app in [&a, &b] {
+        let (status, body) = app.post("/api/auth/login", None, right.clone()).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    }
+}
+
+/// A successful login clears the email's counter on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_on_one_replica_resets_the_email_on_the_other() {
+    let limit = [("LOGIN_ATTEMPTS_PER_WINDOW", "3")];
+    let Some(a) = spawn_app_with(Db::Postgres, &limit).await else {
+        eprintln!("TEST_DATABASE_URL not set: skipped");
+        return;
+    };
+    let b = a.replica(&limit).await;
+    a.user("reset@example.com").await;
+    let wrong = json!({"email": "reset@example.com", "password": "wrong-password"});
+    let right = json!({"email": "reset@example.com", "password": "testpass123"});
+    for _ in 0..2 {
+        a.post("/api/auth/login", None, wrong.clone()).await;
+    }
+    assert_eq!(
+        b.post("/api/auth/login", None, right).await.0,
+        StatusCode::OK
+    );
+
+    for _ in 0..2 {
+        let (status, _) = b.post("/api/auth/login", None, wrong.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "the count started again");
+    }
+}

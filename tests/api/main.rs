@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod cors;
+mod deletion;
 mod docs;
 mod health;
 mod instances;
@@ -11,6 +12,7 @@ mod jobs;
 mod login_limit;
 mod metrics;
 mod ownership;
+mod pagination;
 mod races;
 mod request_bodies;
 mod store_contract;

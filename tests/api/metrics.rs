@@ -34,6 +34,38 @@ async fn simulate_points(app: &TestApp, token: &str, points: i64) {
     assert_eq!(body["metrics_created"], points);
 }
 
+/// The `pagination` of a first page of `size` in a list of `total` entries.
+fn first_page(size: i64, total: i64) -> Value {
+    let pages = (total + size - 1) / size;
+    json!({"page": 1, "page_size": size, "total_count": total, "total_pages": pages,
+           "has_next": pages > 1, "has_prev": false})
+}
+
+/// Checks a prolonged simulation's `sample_metrics`: its first three metrics, 30 s
+/// apart, with the simulated `cpu` and `memory`; returns them for the exact comparison.
+fn sample_metrics(body: &Value, cpu: f64, memory: f64) -> Value {
+    let samples = body["sample_metrics"].as_array().expect("sample_metrics");
+    assert_eq!(samples.len(), 3, "{body}");
+    let times: Vec<chrono::DateTime<chrono::Utc>> = samples
+        .iter()
+        .map(|m| m["timestamp"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        times
+            .windows(2)
+            .all(|w| w[1] - w[0] == TimeDelta::seconds(30)),
+        "{times:?}"
+    );
+    for m in samples {
+        assert_eq!(m.as_object().unwrap().len(), 3, "{m}");
+        assert_eq!(
+            (&m["cpu_utilization"], &m["memory_usage"]),
+            (&json!(cpu), &json!(memory))
+        );
+    }
+    body["sample_metrics"].clone()
+}
+
 fn metric_timestamps(body: &Value) -> Vec<chrono::DateTime<chrono::Utc>> {
     body["metrics"]
         .as_array()
@@ -119,6 +151,7 @@ on_both_databases! {
                 "instance_id": "mock-1",
                 "metrics": [{
                     "id": metric["id"],
+                    "instance_id": "mock-1",
                     "timestamp": metric["timestamp"],
                     "cpu_utilization": 33.3,
                     "memory_usage": 44.4,
@@ -127,6 +160,7 @@ on_both_databases! {
                     "is_outlier": false,
                     "outlier_type": null,
                 }],
+                "pagination": first_page(100, 1),
             })
         );
     }
@@ -142,12 +176,12 @@ on_both_databases! {
             )
             .await;
 
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let samples = sample_metrics(&body, 95.5, 70.2);
         assert_eq!(
-            (status, body),
-            (
-                StatusCode::CREATED,
-                json!({"message": "Created 20 simulated metrics over 10 minutes", "metrics_created": 20, "duration_minutes": 10, "interval_seconds": 30})
-            )
+            body,
+            json!({"message": "Created 20 simulated metrics over 10 minutes", "metrics_created": 20, "duration_minutes": 10, "interval_seconds": 30,
+                   "sample_metrics": samples})
         );
         let (status, body) = app.get("/api/metrics/mock-1", &token).await;
         assert_eq!(status, StatusCode::OK);
@@ -171,9 +205,11 @@ on_both_databases! {
             .simulate(&token, json!({"instance_id": "mock-1", "cpu_utilization": 95.0, "memory_usage": 50.0, "duration_minutes": 5}))
             .await;
 
+        let samples = sample_metrics(&body, 95.0, 50.0);
         assert_eq!(
             body,
-            json!({"message": "Created 10 simulated metrics over 5 minutes", "metrics_created": 10, "duration_minutes": 5, "interval_seconds": 30})
+            json!({"message": "Created 10 simulated metrics over 5 minutes", "metrics_created": 10, "duration_minutes": 5, "interval_seconds": 30,
+                   "sample_metrics": samples})
         );
     }
 
@@ -236,22 +272,22 @@ on_both_databases! {
         let token = owner_with_instance(&app).await;
 
         let (status, body) = app.get("/api/metrics/mock-1", &token).await;
-        assert_eq!((status, body), (StatusCode::OK, json!({"instance_id": "mock-1", "metrics": []})));
+        assert_eq!((status, body), (StatusCode::OK, json!({"instance_id": "mock-1", "metrics": [], "pagination": first_page(100, 0)})));
 
         let (status, body) = app.get("/api/metrics/decisions/mock-1", &token).await;
-        assert_eq!((status, body), (StatusCode::OK, json!({"instance_id": "mock-1", "decisions": []})));
+        assert_eq!((status, body), (StatusCode::OK, json!({"instance_id": "mock-1", "decisions": [], "pagination": first_page(50, 0)})));
 
         let (status, body) = app.get("/api/metrics/decisions/mock-1?limit=20", &token).await;
-        assert_eq!((status, body), (StatusCode::OK, json!({"instance_id": "mock-1", "decisions": []})));
+        assert_eq!((status, body), (StatusCode::OK, json!({"instance_id": "mock-1", "decisions": [], "pagination": first_page(20, 0)})));
     }
 
     async fn metric_paths_answer_with_a_trailing_slash_too(app) {
         let token = owner_with_instance(&app).await;
 
         let (status, body) = app.get("/api/metrics/mock-1/", &token).await;
-        assert_eq!((status, body), (StatusCode::OK, json!({"instance_id": "mock-1", "metrics": []})));
+        assert_eq!((status, body), (StatusCode::OK, json!({"instance_id": "mock-1", "metrics": [], "pagination": first_page(100, 0)})));
         let (status, body) = app.get("/api/metrics/decisions/mock-1/", &token).await;
-        assert_eq!((status, body), (StatusCode::OK, json!({"instance_id": "mock-1", "decisions": []})));
+        assert_eq!((status, body), (StatusCode::OK, json!({"instance_id": "mock-1", "decisions": [], "pagination": first_page(50, 0)})));
         let (status, _) = app
             .post("/api/metrics/simulate/", Some(&token), json!({"instance_id": "mock-1", "cpu_utilization": 1.0}))
             .await;
@@ -290,6 +326,7 @@ on_both_databases! {
                 "instance_id": "mock-1",
                 "decisions": [{
                     "id": "<uuid>",
+                    "instance_id": "mock-1",
                     "timestamp": "<timestamp>",
                     "cpu_utilization": 95.0,
                     "memory_usage": 50.0,
@@ -297,7 +334,10 @@ on_both_databases! {
                     "network_out": null,
                     "decision": "scale_up",
                     "reason": "<reason>",
+                    "level_before": 1,
+                    "level_after": 2,
                 }],
+                "pagination": first_page(50, 1),
             })
         );
         let (_, list) = app.get("/api/instances/", &token).await;
@@ -357,7 +397,7 @@ on_both_databases! {
 
         assert_eq!(stored_metrics(&app, "mock-1").await, 0);
         let (_, body) = app.get("/api/metrics/mock-1", &token).await;
-        assert_eq!(body, json!({"instance_id": "mock-1", "metrics": []}));
+        assert_eq!(body, json!({"instance_id": "mock-1", "metrics": [], "pagination": first_page(100, 0)}));
     }
 
     async fn the_largest_allowed_simulation_stores_10000_metrics(app) {
