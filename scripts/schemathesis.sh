@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Fuzzes the running API from its own OpenAPI document with schemathesis: every
-# operation, checked for server errors, response schema conformance and
-# undocumented status codes. Needs the server binary built (cargo build).
+# operation with every check schemathesis has (server errors, schema and status
+# conformance, schema-invalid data refused and valid data accepted, auth enforced,
+# deleted resources gone...), in every phase including the stateful one, which
+# follows the document's links (register an instance, start and stop it, delete
+# it, then expect 404). Settings: scripts/schemathesis.toml. Needs the server
+# binary built (cargo build).
 #
 #   scripts/schemathesis.sh [path/to/autoscaler-binary]
 set -euo pipefail
@@ -34,9 +38,9 @@ token=$(curl -fsS -X POST "$base/api/auth/login" -H "$json" \
 curl -fsS -X POST "$base/api/instances/" -H "$json" -H "Authorization: Bearer $token" \
     -d '{"instance_id": "mock-test-1", "instance_type": "t2.micro", "region": "mock", "is_mock": true}' >/dev/null
 
-schemathesis run "$base/api/openapi.json" \
+schemathesis --config-file scripts/schemathesis.toml run "$base/api/openapi.json" \
     --header "Authorization: Bearer $token" \
-    --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
+    --checks all \
     --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-50}" \
     --workers 2 \
     --suppress-health-check all \

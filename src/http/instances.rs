@@ -104,6 +104,62 @@ pub struct RegisterInstanceRequest {
     pub is_mock: Option<bool>,
 }
 
+/// The registration body as the OpenAPI document describes it: exactly one of a real
+/// instance (an EC2 id and an AWS region) or a mock one (`"is_mock": true`), so that
+/// clients and fuzzers generated from the document send what the validation accepts.
+/// The handler reads [`RegisterInstanceRequest`]; this type exists for the document.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum RegisterInstanceBody {
+    Real(RealInstanceBody),
+    Mock(MockInstanceBody),
+}
+
+/// A real EC2 instance, read from CloudWatch.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct RealInstanceBody {
+    #[schema(pattern = "^i-([0-9a-f]{8}|[0-9a-f]{17})$", example = "i-1234567890abcdef0")]
+    instance_id: String,
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "t2.micro")]
+    instance_type: String,
+    #[schema(pattern = "^[a-z]{2}(-[a-z]+){1,2}-[0-9]{1,2}$", example = "us-east-1")]
+    region: String,
+    /// False, null or omitted.
+    #[schema(schema_with = only_false)]
+    is_mock: Option<bool>,
+}
+
+/// A mock instance, fed generated metrics.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct MockInstanceBody {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$", example = "mock-test-1")]
+    instance_id: String,
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "t2.micro")]
+    instance_type: String,
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "mock")]
+    region: String,
+    /// Must be true.
+    #[schema(schema_with = only_true)]
+    is_mock: bool,
+}
+
+fn only_false() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Boolean)
+        .enum_values(Some([false]))
+        .build()
+}
+
+fn only_true() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Boolean)
+        .enum_values(Some([true]))
+        .build()
+}
+
 /// An EC2 id: `i-` and 8 or 17 lower-case hex digits.
 fn is_ec2_id(s: &str) -> bool {
     s.strip_prefix("i-").is_some_and(|hex| {
@@ -141,7 +197,9 @@ impl RegisterInstanceRequest {
     pub fn validate(self, user: Uuid) -> Result<NewInstance, ApiError> {
         let required =
             || ApiError::bad_request("instance_id, instance_type, and region are required");
-        let field = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        // Taken as sent, not trimmed: the OpenAPI document's patterns describe the
+        // values exactly, so what it calls invalid is refused.
+        let field = |v: Option<String>| v.filter(|s| !s.is_empty());
         let instance_id = field(self.instance_id).ok_or_else(required)?;
         let instance_type = field(self.instance_type).ok_or_else(required)?;
         let region = field(self.region).ok_or_else(required)?;
@@ -151,10 +209,20 @@ impl RegisterInstanceRequest {
                 "instance_type and region must be at most 64 characters",
             ));
         }
+        if !is_path_safe(&instance_type) {
+            return Err(ApiError::bad_request(
+                "instance_type must be letters, digits, '-', '_' or '.' (such as t2.micro)",
+            ));
+        }
         if is_mock {
             if !is_path_safe(&instance_id) {
                 return Err(ApiError::bad_request(
                     "instance_id must be 1-128 characters of letters, digits, '-', '_' or '.'",
+                ));
+            }
+            if !is_path_safe(&region) {
+                return Err(ApiError::bad_request(
+                    "region must be letters, digits, '-', '_' or '.' (such as mock)",
                 ));
             }
         } else {
@@ -189,12 +257,21 @@ pub struct RegisterInstanceResponse {
 
 /// Register an AWS or mock instance.
 #[utoipa::path(post, path = "/api/instances/", tag = "instances", security(("bearer" = [])),
-    request_body(content = RegisterInstanceRequest, examples(
+    request_body(content = RegisterInstanceBody, examples(
         ("Mock" = (value = json!({"instance_id": "mock-instance-1", "instance_type": "t2.micro", "region": "mock", "is_mock": true}))),
         ("AWS" = (value = json!({"instance_id": "i-1234567890abcdef0", "instance_type": "t2.micro", "region": "us-east-1", "is_mock": false}))),
     )),
     responses(
-        (status = 201, description = "Registered", body = RegisterInstanceResponse),
+        (status = 201, description = "Registered", body = RegisterInstanceResponse, links(
+            ("StartMonitoring" = (operation_id = "start_monitoring",
+                parameters(("instance_id" = "$response.body#/instance/instance_id")))),
+            ("GetMetrics" = (operation_id = "list_metrics",
+                parameters(("instance_id" = "$response.body#/instance/instance_id")))),
+            ("GetDecisions" = (operation_id = "list_decisions",
+                parameters(("instance_id" = "$response.body#/instance/instance_id")))),
+            ("DeleteInstance" = (operation_id = "delete_instance",
+                parameters(("instance_id" = "$response.body#/instance/instance_id")))),
+        )),
         (status = 400, description = "Missing or invalid fields", body = ErrorBody,
             example = json!({"error": "instance_id, instance_type, and region are required"})),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
@@ -276,7 +353,10 @@ pub struct MessageResponse {
     security(("bearer" = [])),
     params(("instance_id" = String, Path, description = "The instance's id, e.g. mock-test-1")),
     responses(
-        (status = 200, description = "Started", body = MessageResponse),
+        (status = 200, description = "Started", body = MessageResponse, links(
+            ("StopMonitoring" = (operation_id = "stop_monitoring",
+                parameters(("instance_id" = "$request.path.instance_id")))),
+        )),
         (status = 400, description = "Already monitored", body = ErrorBody,
             example = json!({"error": "Monitoring is already active for this instance"})),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
@@ -307,7 +387,10 @@ pub async fn start_monitoring(
     security(("bearer" = [])),
     params(("instance_id" = String, Path, description = "The instance's id, e.g. mock-test-1")),
     responses(
-        (status = 200, description = "Stopped", body = MessageResponse),
+        (status = 200, description = "Stopped", body = MessageResponse, links(
+            ("DeleteInstance" = (operation_id = "delete_instance",
+                parameters(("instance_id" = "$request.path.instance_id")))),
+        )),
         (status = 400, description = "Not monitored", body = ErrorBody,
             example = json!({"error": "Monitoring is not active for this instance"})),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
@@ -337,8 +420,11 @@ pub async fn stop_monitoring(
     security(("bearer" = [])),
     params(("instance_id" = String, Path, description = "The instance's id, e.g. mock-test-1")),
     responses(
-        (status = 200, description = "Deleted", body = MessageResponse,
-            example = json!({"message": "Instance deleted successfully"})),
+        (status = 200, description = "Deleted", body = MessageResponse, links(
+            ("GetMetricsOfDeleted" = (operation_id = "list_metrics",
+                parameters(("instance_id" = "$request.path.instance_id")),
+                description = "Answers 404 once the instance is deleted")),
+        )),
         (status = 400, description = "Still monitored", body = ErrorBody,
             example = json!({"error": "Cannot delete instance while monitoring is active. Please stop monitoring first."})),
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),

@@ -408,25 +408,27 @@ pub async fn list_decisions(
 /// Load to simulate: one sample now, or (with `duration_minutes`) a series ending now.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SimulateRequest {
-    #[schema(example = "mock-test-1")]
+    #[schema(required = true, value_type = String, min_length = 1, example = "mock-test-1")]
     pub instance_id: Option<String>,
     /// Percent, 0-100.
-    #[schema(example = 95.0)]
+    #[schema(required = true, value_type = f64, minimum = 0, maximum = 100, example = 95.0)]
     pub cpu_utilization: Option<f64>,
     /// Percent, 0-100; omitted means unknown.
-    #[schema(example = 50.0)]
+    #[schema(minimum = 0, maximum = 100, example = 50.0)]
     pub memory_usage: Option<f64>,
     /// Bytes, 0 or more.
-    #[schema(example = 3072000)]
+    #[schema(minimum = 0, maximum = 9.0e15, example = 3072000)]
     pub network_in: Option<f64>,
     /// Bytes, 0 or more.
-    #[schema(example = 1536000)]
+    #[schema(minimum = 0, maximum = 9.0e15, example = 1536000)]
     pub network_out: Option<f64>,
-    /// Minutes of history to create, 1-1440. Makes the simulation prolonged.
-    #[schema(example = 10)]
+    /// Minutes of history to create, 1-1440. Makes the simulation prolonged. At most
+    /// 10,000 metrics: duration_minutes × 60 / interval_seconds.
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1440, example = 10)]
     pub duration_minutes: Option<f64>,
-    /// Seconds between samples, at least 1 (default 30).
-    #[schema(example = 30)]
+    /// Seconds between samples, at least 1 and at most duration_minutes × 60
+    /// (default 30); needs duration_minutes.
+    #[schema(value_type = Option<i64>, minimum = 1, example = 30)]
     pub interval_seconds: Option<f64>,
     /// Delete the instance's earlier metrics first, in the same transaction as the
     /// new ones are written (default false).
