@@ -10,6 +10,9 @@
 #   GET  /api/
 #   GET  /api/metrics/<id>?limit=100       (bearer token)
 #   POST /api/metrics/simulate             (instant simulation; wrk Lua script)
+#   GET  /api/metrics/<big>?limit=100, ?page=1&page_size=100 and
+#        ?page=500&page_size=100 on an instance with BIG_METRICS=100000 metrics
+#        (the paged reads report a total; BIG_METRICS=0 skips them)
 # and prints requests/s and latency percentiles, then the cost of one login
 # (argon2) as the mean of LOGINS=20 sequential logins. Installs wrk with apt-get
 # if it is missing. SKIP_BUILD=1 uses the existing target/release/autoscaler.
@@ -78,6 +81,16 @@ json -H "$auth" -X PATCH "$base/api/instances/$instance/monitor/start" >/dev/nul
 json -H "$auth" -X POST "$base/api/metrics/simulate" \
     -d "{\"instance_id\":\"$instance\",\"cpu_utilization\":45,\"memory_usage\":50,\"network_in\":2000000,\"network_out\":1000000,\"duration_minutes\":120,\"interval_seconds\":30}" >/dev/null
 
+# The big instance: BIG_METRICS metrics in simulations of 10,000 (6 s apart).
+big="load-big-$(date +%s%N)"
+big_metrics="${BIG_METRICS:-100000}"
+json -H "$auth" -X POST "$base/api/instances/" \
+    -d "{\"instance_id\":\"$big\",\"instance_type\":\"t3.micro\",\"region\":\"mock\",\"is_mock\":true}" >/dev/null
+for _ in $(seq 1 $((big_metrics / 10000))); do
+    json -H "$auth" -X POST "$base/api/metrics/simulate" \
+        -d "{\"instance_id\":\"$big\",\"cpu_utilization\":45,\"memory_usage\":50,\"network_in\":2000000,\"network_out\":1000000,\"duration_minutes\":1000,\"interval_seconds\":6}" >/dev/null
+done
+
 cat >"$work/simulate.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = '{"instance_id":"' .. os.getenv("INSTANCE") .. '","cpu_utilization":55.5,"memory_usage":48.2,"network_in":2500000,"network_out":1200000}'
@@ -115,6 +128,13 @@ load "GET /api/" "$base/api/"
 load "GET /api/metrics/<id>?limit=100" -H "$auth" "$base/api/metrics/$instance?limit=100"
 INSTANCE="$instance" TOKEN="$token" load "POST /api/metrics/simulate" \
     -s "$work/simulate.lua" "$base/api/metrics/simulate"
+if (( big_metrics >= 10000 )); then
+    total="$(curl -fsS -H "$auth" "$base/api/metrics/$big?page_size=1" | jq .pagination.total_count)"
+    echo "big instance: $total metrics"
+    load "GET <big>?limit=100" -H "$auth" "$base/api/metrics/$big?limit=100"
+    load "GET <big>?page=1&page_size=100" -H "$auth" "$base/api/metrics/$big?page=1&page_size=100"
+    load "GET <big>?page=500&page_size=100" -H "$auth" "$base/api/metrics/$big?page=500&page_size=100"
+fi
 
 started="$(date +%s%N)"
 for _ in $(seq 1 "$logins"); do

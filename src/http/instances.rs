@@ -197,9 +197,10 @@ impl RegisterInstanceRequest {
     pub fn validate(self, user: Uuid) -> Result<NewInstance, ApiError> {
         let required =
             || ApiError::bad_request("instance_id, instance_type, and region are required");
-        // Taken as sent, not trimmed: the OpenAPI document's patterns describe the
-        // values exactly, so what it calls invalid is refused.
-        let field = |v: Option<String>| v.filter(|s| !s.is_empty());
+        // Blank counts as missing; otherwise values are taken as sent, not trimmed:
+        // the OpenAPI document's patterns describe them exactly, so what it calls
+        // invalid is refused.
+        let field = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
         let instance_id = field(self.instance_id).ok_or_else(required)?;
         let instance_type = field(self.instance_type).ok_or_else(required)?;
         let region = field(self.region).ok_or_else(required)?;
