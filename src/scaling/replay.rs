@@ -1,0 +1,1 @@
+//! A pure replay of the engine over a stored history.
