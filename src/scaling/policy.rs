@@ -254,7 +254,8 @@ fn check_integer(field: &str, value: i64) -> Result<i64, PolicyError> {
         .ok_or_else(|| PolicyError::invalid(field_name(field), message))
 }
 
-fn integer_message(field: &str) -> PolicyError {
+/// A value of the wrong JSON type gets the same message as one out of range.
+fn type_error(field: &str) -> PolicyError {
     match rule(field) {
         Rule::Integer(_, _, m) | Rule::Number(_, _, m) | Rule::Positive(_, m) => {
             PolicyError::invalid(field_name(field), m)
@@ -270,14 +271,14 @@ fn json_integer(field: &str, value: &Value) -> Result<i64, PolicyError> {
             .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
             .map(|f| f as i64)
     });
-    n.ok_or_else(|| integer_message(field))
+    n.ok_or_else(|| type_error(field))
         .and_then(|n| check_integer(field, n))
 }
 
 fn json_number(field: &str, value: &Value) -> Result<f64, PolicyError> {
     value
         .as_f64()
-        .ok_or_else(|| integer_message(field))
+        .ok_or_else(|| type_error(field))
         .and_then(|n| check_number(field, n))
 }
 

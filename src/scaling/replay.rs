@@ -209,7 +209,8 @@ impl Replay {
         }
         if evaluation.latest.is_some_and(|s| {
             s.cpu > self.policy.scale_up_cpu_above
-                || s.memory.is_some_and(|m| m > self.policy.scale_up_memory_above)
+                || s.memory
+                    .is_some_and(|m| m > self.policy.scale_up_memory_above)
         }) {
             self.overload_ticks += 1;
         }
