@@ -13,6 +13,11 @@
 //! Samples are pushed one by one, oldest first, and only those a future window can
 //! still hold are kept, so memory is bounded by the window, not the span.
 //!
+//! Speed: a decision depends on the time only through the window's contents and
+//! whether the cooldown still runs. So a tick whose window, flags, state and cooldown
+//! status are those of a previous `no_action` tick has that tick's outcome, and is not
+//! evaluated again: with samples less frequent than ticks, that is most ticks.
+//!
 //! Time at a level: the span `(t_k, t_{k+1}]` is spent at the level after tick `k`,
 //! the span from `from` to the first tick at the start level, and the rest up to
 //! `to` at the level after the last tick, so the seconds add up to `to − from`.
@@ -84,6 +89,18 @@ pub struct Replay {
     overload_ticks: u64,
     actions: Vec<ReplayAction>,
     actions_truncated: bool,
+    /// Bumped whenever the buffer's samples or their flags change.
+    generation: u64,
+    quiet: Option<Quiet>,
+}
+
+/// What a `no_action` tick depended on, and whether its newest sample was overloaded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Quiet {
+    generation: u64,
+    state: InstanceState,
+    cooling: bool,
+    overloaded: bool,
 }
 
 impl Replay {
@@ -119,6 +136,8 @@ impl Replay {
             overload_ticks: 0,
             actions: Vec::new(),
             actions_truncated: false,
+            generation: 0,
+            quiet: None,
         }
     }
 
@@ -130,8 +149,15 @@ impl Replay {
         }
         // Nothing after `to` is ever evaluated, so it need not be kept.
         if sample.timestamp <= self.to {
+            debug_assert!(
+                self.buffer
+                    .back()
+                    .is_none_or(|b| (b.timestamp, b.id) <= (sample.timestamp, sample.id)),
+                "samples must be pushed in (timestamp, id) order"
+            );
             sample.is_outlier = false;
             self.buffer.push_back(sample);
+            self.generation += 1;
         }
     }
 
@@ -198,26 +224,54 @@ impl Replay {
             .is_some_and(|s| after.is_some_and(|a| s.timestamp <= a))
         {
             self.buffer.pop_front();
+            self.generation += 1;
         }
+        // The same comparison as the engine's cooldown rule.
+        let cooling = self
+            .state
+            .last_action_at
+            .is_some_and(|at| t.signed_duration_since(at) < self.policy.cooldown);
+        let key = (self.generation, self.state, cooling);
+        if let Some(q) = self
+            .quiet
+            .filter(|q| (q.generation, q.state, q.cooling) == key)
+        {
+            self.overload_ticks += u64::from(q.overloaded);
+            self.spend_until(t);
+            return;
+        }
+
         let window = self.buffer.make_contiguous();
         let evaluation = decide_scaling(&self.state, &self.policy, window, t);
 
         if let Some((id, _)) = evaluation.outlier {
-            for s in window.iter_mut().rev().filter(|s| s.id == id) {
+            for s in window
+                .iter_mut()
+                .rev()
+                .filter(|s| s.id == id && !s.is_outlier)
+            {
                 s.is_outlier = true;
+                self.generation += 1;
             }
         }
-        if evaluation.latest.is_some_and(|s| {
+        let overloaded = evaluation.latest.is_some_and(|s| {
             s.cpu > self.policy.scale_up_cpu_above
                 || s.memory
                     .is_some_and(|m| m > self.policy.scale_up_memory_above)
-        }) {
-            self.overload_ticks += 1;
-        }
+        });
+        self.overload_ticks += u64::from(overloaded);
         self.spend_until(t);
         if evaluation.decision == Decision::NoAction {
+            // Keyed by the generation the decision saw: a flag it just set changes it.
+            self.quiet = Some(Quiet {
+                generation: key.0,
+                state: self.state,
+                cooling,
+                overloaded,
+            });
             return;
         }
+        self.quiet = None;
         match evaluation.decision {
             Decision::ScaleUp => self.scale_ups += 1,
             _ => self.scale_downs += 1,
