@@ -160,6 +160,8 @@ mod tests {
         assert_eq!(s.scaling_interval, Duration::from_secs(15));
         assert_eq!(s.policy.cooldown, TimeDelta::seconds(300));
         assert_eq!(s.policy.max_level, 10);
+        // Everything else the engine decides under is the built-in default.
+        assert_eq!(s.policy, Policy::default());
         assert!(s.jwt_secret.is_none());
     }
 

@@ -3,16 +3,16 @@
 //! Each metric's baseline is the window's values that no earlier decision flagged as
 //! outliers (the newest sample included, unless it is flagged). With at least
 //! [`MIN_BASELINE`] values, the metric's newest value votes up above `Q3 + f` and down
-//! below `Q1 − f`, where `f = max(1.5 × IQR, floor)`. Weights: CPU 2, memory 2,
-//! network in 1, network out 1; two votes make an action, scale up winning ties.
+//! below `Q1 − f`, where `f = max(m × IQR, floor)` and `m` is the policy's
+//! `iqr_multiplier` (1.5). The policy's weights (CPU 2, memory 2, network in 1, network
+//! out 1) are summed and `votes_needed` (2) make an action, scale up winning ties.
 
-use super::{Decision, OutlierType, Sample, Verdict, Votes, Window, push_fmt, separate};
+use super::{
+    Decision, OutlierType, Policy, Sample, Verdict, VoteWeights, Votes, Window, push_fmt, separate,
+};
 
 /// Fewest baseline values for a metric to vote: quartiles of fewer are noise.
 pub const MIN_BASELINE: usize = 4;
-
-/// Votes needed for an action.
-const ACTION_VOTES: u32 = 2;
 
 /// Baselines up to this size are sorted on the stack; windows are ~20 samples.
 const INLINE_VALUES: usize = 64;
@@ -33,7 +33,7 @@ enum Floor {
 /// One voting metric.
 struct Metric {
     name: &'static str,
-    weight: u32,
+    weight: fn(&VoteWeights) -> u32,
     value: fn(&Sample) -> Option<f64>,
     floor: Floor,
     unit: Unit,
@@ -48,28 +48,28 @@ enum Unit {
 const METRICS: [Metric; 4] = [
     Metric {
         name: "CPU",
-        weight: 2,
+        weight: |w| w.cpu,
         value: |s| Some(s.cpu),
         floor: Floor::Points(5.0),
         unit: Unit::Percent,
     },
     Metric {
         name: "memory",
-        weight: 2,
+        weight: |w| w.memory,
         value: |s| s.memory,
         floor: Floor::Points(5.0),
         unit: Unit::Percent,
     },
     Metric {
         name: "network in",
-        weight: 1,
+        weight: |w| w.network_in,
         value: |s| s.network_in,
         floor: Floor::MedianShare(0.05),
         unit: Unit::Bytes,
     },
     Metric {
         name: "network out",
-        weight: 1,
+        weight: |w| w.network_out,
         value: |s| s.network_out,
         floor: Floor::MedianShare(0.05),
         unit: Unit::Bytes,
@@ -99,7 +99,7 @@ pub fn quantile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// The fences of a baseline, or `None` when it is too small to vote. Sorts `values`.
-fn bounds(values: &mut [f64], floor: Floor) -> Option<Bounds> {
+fn bounds(values: &mut [f64], floor: Floor, multiplier: f64) -> Option<Bounds> {
     if values.len() < MIN_BASELINE {
         return None;
     }
@@ -110,7 +110,7 @@ fn bounds(values: &mut [f64], floor: Floor) -> Option<Bounds> {
         Floor::Points(points) => points,
         Floor::MedianShare(share) => (share * quantile(values, 0.5)).max(1.0),
     };
-    let fence = (1.5 * (q3 - q1)).max(floor);
+    let fence = (multiplier * (q3 - q1)).max(floor);
     Some(Bounds {
         lower: q1 - fence,
         upper: q3 + fence,
@@ -154,7 +154,7 @@ struct Ballot {
 }
 
 /// Votes the newest sample of the window and decides.
-pub(super) fn evaluate(win: &Window<'_>, newest: &Sample) -> Verdict {
+pub(super) fn evaluate(win: &Window<'_>, newest: &Sample, policy: &Policy) -> Verdict {
     let mut votes = Votes::default();
     let mut ballots: [Option<Ballot>; METRICS.len()] = [None; METRICS.len()];
     let mut any_baseline = false;
@@ -163,12 +163,15 @@ pub(super) fn evaluate(win: &Window<'_>, newest: &Sample) -> Verdict {
         let Some(value) = (metric.value)(newest) else {
             continue;
         };
-        let Some(b) = with_baseline(win, metric, |values| bounds(values, metric.floor)) else {
+        let Some(b) = with_baseline(win, metric, |values| {
+            bounds(values, metric.floor, policy.iqr_multiplier)
+        }) else {
             continue;
         };
+        let weight = (metric.weight)(&policy.weights);
         any_baseline = true;
         if value > b.upper {
-            votes.up += metric.weight;
+            votes.up = votes.up.saturating_add(weight);
             ballots[i] = Some(Ballot {
                 metric: i,
                 value,
@@ -176,7 +179,7 @@ pub(super) fn evaluate(win: &Window<'_>, newest: &Sample) -> Verdict {
                 bound: b.upper,
             });
         } else if value < b.lower {
-            votes.down += metric.weight;
+            votes.down = votes.down.saturating_add(weight);
             ballots[i] = Some(Ballot {
                 metric: i,
                 value,
@@ -186,9 +189,9 @@ pub(super) fn evaluate(win: &Window<'_>, newest: &Sample) -> Verdict {
         }
     }
 
-    let (decision, outlier_type) = if votes.up >= ACTION_VOTES {
+    let (decision, outlier_type) = if votes.up >= policy.votes_needed {
         (Decision::ScaleUp, Some(OutlierType::ScaleUp))
-    } else if votes.down >= ACTION_VOTES {
+    } else if votes.down >= policy.votes_needed {
         (Decision::ScaleDown, Some(OutlierType::ScaleDown))
     } else {
         (Decision::NoAction, None)
@@ -288,7 +291,7 @@ mod tests {
     #[test]
     fn fences_are_one_and_a_half_iqr_beyond_the_quartiles() {
         let mut v = [54.0, 40.0, 97.0, 42.0, 44.0, 46.0, 48.0, 50.0, 52.0];
-        let b = bounds(&mut v, Floor::Points(5.0)).unwrap();
+        let b = bounds(&mut v, Floor::Points(5.0), 1.5).unwrap();
         assert_eq!(
             b,
             Bounds {
@@ -300,14 +303,14 @@ mod tests {
 
     #[test]
     fn fewer_than_four_values_give_no_bounds() {
-        assert_eq!(bounds(&mut [1.0, 2.0, 3.0], Floor::Points(5.0)), None);
+        assert_eq!(bounds(&mut [1.0, 2.0, 3.0], Floor::Points(5.0), 1.5), None);
     }
 
     #[test]
     fn a_flat_baseline_is_fenced_by_the_floor() {
         let mut v = [50.0; 8];
         assert_eq!(
-            bounds(&mut v, Floor::Points(5.0)),
+            bounds(&mut v, Floor::Points(5.0), 1.5),
             Some(Bounds {
                 lower: 45.0,
                 upper: 55.0
@@ -315,7 +318,7 @@ mod tests {
         );
         let mut v = [1000.0; 8];
         assert_eq!(
-            bounds(&mut v, Floor::MedianShare(0.05)),
+            bounds(&mut v, Floor::MedianShare(0.05), 1.5),
             Some(Bounds {
                 lower: 950.0,
                 upper: 1050.0
@@ -324,7 +327,7 @@ mod tests {
         // Near-zero traffic still gets a fence of one byte.
         let mut v = [0.0; 8];
         assert_eq!(
-            bounds(&mut v, Floor::MedianShare(0.05)),
+            bounds(&mut v, Floor::MedianShare(0.05), 1.5),
             Some(Bounds {
                 lower: -1.0,
                 upper: 1.0
@@ -335,7 +338,7 @@ mod tests {
     #[test]
     fn non_finite_values_do_not_panic() {
         let mut v = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1.0, f64::NAN];
-        let _ = bounds(&mut v, Floor::Points(5.0));
-        let _ = bounds(&mut v, Floor::MedianShare(0.05));
+        let _ = bounds(&mut v, Floor::Points(5.0), 1.5);
+        let _ = bounds(&mut v, Floor::MedianShare(0.05), 1.5);
     }
 }

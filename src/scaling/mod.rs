@@ -2,16 +2,20 @@
 //! the metrics of its window and the current time. No I/O and no clock reads, so
 //! every rule can be tested with plain values.
 //!
-//! Rules, in the order they are applied:
+//! Rules, in the order they are applied (numbers are the default [`Policy`]'s; every
+//! one is a field of it, and reasons quote the policy they were decided under):
 //!
 //! 1. only samples with a timestamp in `(now − window, now]` count;
 //! 2. cooldown: no action within `policy.cooldown` of the last applied one;
-//! 3. at least [`MIN_SAMPLES`] samples are needed;
-//! 4. sustained low load (CPU < 10% and memory < 20%) in ≥ 80% of the window scales down;
-//! 5. sustained high load (CPU > 90% or memory > 90%) in ≥ 80% of the window scales up;
-//! 6. otherwise the newest sample is tested against the IQR bounds of the window and
+//! 3. out of bounds: a level above `max_level` scales down one step, one below
+//!    `min_level` scales up one step, whatever the metrics (a lowered maximum thus
+//!    walks the instance down one cooldown at a time; above wins if the bounds cross);
+//! 4. at least `min_samples` (3) samples are needed;
+//! 5. sustained low load (CPU < 10% and memory < 20%) in ≥ 80% of the window scales down;
+//! 6. sustained high load (CPU > 90% or memory > 90%) in ≥ 80% of the window scales up;
+//! 7. otherwise the newest sample is tested against the IQR bounds of the window and
 //!    its weighted votes decide (see `iqr.rs`);
-//! 7. an action beyond levels `1..=max_level` becomes `no_action`.
+//! 8. an action beyond levels `min_level..=max_level` becomes `no_action`.
 
 use std::fmt::{self, Write as _};
 
@@ -22,34 +26,17 @@ use uuid::Uuid;
 use crate::model::OutlierType;
 
 mod iqr;
+mod policy;
+pub mod replay;
 #[cfg(test)]
 mod tests;
 
-/// Tunables of the engine.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Policy {
-    /// Length of the evaluation window (5 minutes).
-    pub window: TimeDelta,
-    /// No further action on an instance this long after an applied one.
-    pub cooldown: TimeDelta,
-    /// Highest scale level (the lowest is 1).
-    pub max_level: i32,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            window: TimeDelta::minutes(5),
-            cooldown: TimeDelta::seconds(300),
-            max_level: 10,
-        }
-    }
-}
+pub use policy::{Policy, PolicyError, PolicyMode, PolicyPatch, VoteWeights};
 
 /// What the engine needs to know about an instance.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InstanceState {
-    /// Current scale level, 1..=max_level.
+    /// Current scale level, normally `min_level..=max_level` of the policy.
     pub level: i32,
     /// When the last scale_up/scale_down was applied.
     pub last_action_at: Option<DateTime<Utc>>,
@@ -103,7 +90,7 @@ impl Decision {
     }
 }
 
-/// IQR votes of the newest sample (CPU 2, memory 2, network in 1, network out 1).
+/// Weighted IQR votes of the newest sample (see [`VoteWeights`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Votes {
     pub up: u32,
@@ -129,16 +116,6 @@ pub fn capacity_for_level(level: i32) -> f64 {
     100.0 * 1.5_f64.powi(level - 1)
 }
 
-/// Fewest samples in the window for the engine to decide anything.
-pub const MIN_SAMPLES: usize = 3;
-
-/// A sample counts towards sustained low load below this CPU (percent)...
-pub const SCALE_DOWN_CPU_BELOW: f64 = 10.0;
-/// ...and below this memory, when memory is known (percent).
-pub const SCALE_DOWN_MEMORY_BELOW: f64 = 20.0;
-/// A sample counts towards sustained high load above this CPU or memory (percent).
-pub const SCALE_UP_ABOVE: f64 = 90.0;
-
 /// Decides whether `state` needs more or less capacity given the samples in `window`
 /// (any order; those outside (now − policy.window, now] are ignored).
 pub fn decide_scaling(
@@ -148,7 +125,7 @@ pub fn decide_scaling(
     now: DateTime<Utc>,
 ) -> Evaluation {
     let win = Window::new(window, policy.window, now);
-    let tally = Tally::of(&win);
+    let tally = Tally::of(&win, policy);
     let latest = tally.newest;
     let no_action = |reason: String| Evaluation {
         decision: Decision::NoAction,
@@ -172,28 +149,69 @@ pub fn decide_scaling(
         ));
     }
 
+    if let Some(evaluation) = out_of_bounds(state, policy, latest) {
+        return evaluation;
+    }
+
     let span = Span(policy.window);
     let newest = match tally.newest {
         None => return no_action(format!("No metrics in the last {span}")),
-        Some(_) if tally.total < MIN_SAMPLES => {
+        Some(_) if tally.total < policy.min_samples => {
             let noun = if tally.total == 1 {
                 "sample"
             } else {
                 "samples"
             };
             return no_action(format!(
-                "Insufficient data: {} {noun} in the last {span} (need at least {MIN_SAMPLES})",
-                tally.total
+                "Insufficient data: {} {noun} in the last {span} (need at least {})",
+                tally.total, policy.min_samples
             ));
         }
         Some(newest) => newest,
     };
 
     let verdict = tally
-        .sustained_down(&newest, span)
-        .or_else(|| tally.sustained_up(&newest, span))
-        .unwrap_or_else(|| iqr::evaluate(&win, &newest));
+        .sustained_down(&newest, span, policy)
+        .or_else(|| tally.sustained_up(&newest, span, policy))
+        .unwrap_or_else(|| iqr::evaluate(&win, &newest, policy));
     apply_level_bounds(state, policy, verdict, latest)
+}
+
+/// Rule 3: one step back towards `min_level..=max_level`, without looking at the data.
+fn out_of_bounds(
+    state: &InstanceState,
+    policy: &Policy,
+    latest: Option<Sample>,
+) -> Option<Evaluation> {
+    let (decision, reason, new_level) = if state.level > policy.max_level {
+        (
+            Decision::ScaleDown,
+            format!(
+                "Scale down: level {} is above the policy's maximum level {}",
+                state.level, policy.max_level
+            ),
+            state.level - 1,
+        )
+    } else if state.level < policy.min_level {
+        (
+            Decision::ScaleUp,
+            format!(
+                "Scale up: level {} is below the policy's minimum level {}",
+                state.level, policy.min_level
+            ),
+            state.level + 1,
+        )
+    } else {
+        return None;
+    };
+    Some(Evaluation {
+        decision,
+        reason,
+        new_level,
+        votes: Votes::default(),
+        outlier: None,
+        latest,
+    })
 }
 
 /// A decision before the level bounds are applied.
@@ -230,8 +248,8 @@ fn apply_level_bounds(
         votes,
         outlier,
     } = verdict;
-    // `>=` / `<=` rather than `==` so an out-of-range level never moves further out
-    // (and `level ± 1` can never overflow).
+    // `>=` / `<=` rather than `==` so that a policy whose bounds cross never moves a
+    // level further out (and `level ± 1` can never overflow).
     let (decision, reason, new_level) = match decision {
         Decision::ScaleUp if state.level >= policy.max_level => (
             Decision::NoAction,
@@ -241,9 +259,12 @@ fn apply_level_bounds(
             ),
             state.level,
         ),
-        Decision::ScaleDown if state.level <= 1 => (
+        Decision::ScaleDown if state.level <= policy.min_level => (
             Decision::NoAction,
-            format!("Scale down suppressed: already at minimum scale level 1 ({reason})"),
+            format!(
+                "Scale down suppressed: already at minimum scale level {} ({reason})",
+                policy.min_level
+            ),
             state.level,
         ),
         Decision::ScaleUp => (decision, reason, state.level + 1),
@@ -302,7 +323,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn of(win: &Window<'_>) -> Self {
+    fn of(win: &Window<'_>, policy: &Policy) -> Self {
         let mut t = Tally {
             total: 0,
             low: 0,
@@ -315,10 +336,10 @@ impl Tally {
             t.total += 1;
             // Unknown memory is skipped, not read as 0: instances without the
             // CloudWatch agent report none and must still be able to scale down on CPU.
-            let memory_low = s.memory.is_none_or(|m| m < SCALE_DOWN_MEMORY_BELOW);
-            t.low += usize::from(s.cpu < SCALE_DOWN_CPU_BELOW && memory_low);
-            let cpu_high = s.cpu > SCALE_UP_ABOVE;
-            let memory_high = s.memory.is_some_and(|m| m > SCALE_UP_ABOVE);
+            let memory_low = s.memory.is_none_or(|m| m < policy.scale_down_memory_below);
+            t.low += usize::from(s.cpu < policy.scale_down_cpu_below && memory_low);
+            let cpu_high = s.cpu > policy.scale_up_cpu_above;
+            let memory_high = s.memory.is_some_and(|m| m > policy.scale_up_memory_above);
             t.high_cpu += usize::from(cpu_high);
             t.high_memory += usize::from(memory_high);
             t.high_any += usize::from(cpu_high || memory_high);
@@ -332,23 +353,25 @@ impl Tally {
         t
     }
 
-    /// Whether `count` of the window's samples reach the 80% share, exactly: integer
-    /// arithmetic so that 4 of 5 triggers however floats would round 0.8.
-    fn sustained(&self, count: usize) -> bool {
-        self.total >= MIN_SAMPLES && count.saturating_mul(5) >= self.total.saturating_mul(4)
+    /// Whether `count` of the window's samples reach the policy's sustained share.
+    fn sustained(&self, count: usize, policy: &Policy) -> bool {
+        self.total >= policy.min_samples
+            && count >= needed_count(policy.sustained_ratio, self.total)
     }
 
     fn percent(&self, count: usize) -> f64 {
         count as f64 * 100.0 / self.total as f64
     }
 
-    fn sustained_down(&self, newest: &Sample, span: Span) -> Option<Verdict> {
-        self.sustained(self.low).then(|| {
+    fn sustained_down(&self, newest: &Sample, span: Span, policy: &Policy) -> Option<Verdict> {
+        self.sustained(self.low, policy).then(|| {
             Verdict::sustained(
                 Decision::ScaleDown,
                 format!(
-                    "Sustained scale down: CPU < 10% and memory < 20% for {:.1}% of last {span} \
+                    "Sustained scale down: CPU < {}% and memory < {}% for {:.1}% of last {span} \
                      (Current CPU: {:.2}%, memory: {})",
+                    policy.scale_down_cpu_below,
+                    policy.scale_down_memory_below,
                     self.percent(self.low),
                     newest.cpu,
                     MaybePercent(newest.memory),
@@ -362,24 +385,31 @@ impl Tally {
     /// memory does too), memory when only memory alone does, and both when neither
     /// would have triggered on its own, so the text never credits a metric that did
     /// not get there by itself.
-    fn sustained_up(&self, newest: &Sample, span: Span) -> Option<Verdict> {
-        if !self.sustained(self.high_any) {
+    fn sustained_up(&self, newest: &Sample, span: Span, policy: &Policy) -> Option<Verdict> {
+        if !self.sustained(self.high_any, policy) {
             return None;
         }
         let percent = self.percent(self.high_any);
-        let reason = if self.sustained(self.high_cpu) {
+        let (cpu, memory) = (policy.scale_up_cpu_above, policy.scale_up_memory_above);
+        let reason = if self.sustained(self.high_cpu, policy) {
             format!(
-                "Sustained scale up: CPU > 90% for {percent:.1}% of last {span} (Current: {:.2}%)",
+                "Sustained scale up: CPU > {cpu}% for {percent:.1}% of last {span} (Current: {:.2}%)",
                 newest.cpu
             )
-        } else if self.sustained(self.high_memory) {
+        } else if self.sustained(self.high_memory, policy) {
             format!(
-                "Sustained scale up: memory > 90% for {percent:.1}% of last {span} (Current: {})",
+                "Sustained scale up: memory > {memory}% for {percent:.1}% of last {span} \
+                 (Current: {})",
                 MaybePercent(newest.memory)
             )
         } else {
+            let hot = if cpu == memory {
+                format!("CPU or memory > {cpu}%")
+            } else {
+                format!("CPU > {cpu}% or memory > {memory}%")
+            };
             format!(
-                "Sustained scale up: CPU or memory > 90% for {percent:.1}% of last {span} \
+                "Sustained scale up: {hot} for {percent:.1}% of last {span} \
                  (Current CPU: {:.2}%, memory: {})",
                 newest.cpu,
                 MaybePercent(newest.memory)
@@ -387,6 +417,16 @@ impl Tally {
         };
         Some(Verdict::sustained(Decision::ScaleUp, reason))
     }
+}
+
+/// Fewest of `total` samples that make up `ratio` of them. The small slack absorbs
+/// float error in `ratio × total` (0.8 × 5 must need 4, not 5); a real share that
+/// close above a whole count cannot be set through the validated API anyway.
+fn needed_count(ratio: f64, total: usize) -> usize {
+    let exact = ratio * total as f64;
+    let needed = (exact - 1e-9 * exact.abs().max(1.0)).ceil();
+    // At least one sample, and `as` saturates NaN and infinities for absurd ratios.
+    (needed as usize).max(1)
 }
 
 /// A window length for reasons: "5 minutes", "90 seconds".

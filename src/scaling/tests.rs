@@ -822,11 +822,13 @@ fn non_finite_values_and_absurd_policies_do_not_panic() {
             window: TimeDelta::MAX,
             cooldown: TimeDelta::MAX,
             max_level: i32::MIN,
+            ..Policy::default()
         },
         Policy {
             window: TimeDelta::MIN,
             cooldown: TimeDelta::MIN,
             max_level: i32::MAX,
+            ..Policy::default()
         },
     ];
     let states = [
@@ -1038,6 +1040,7 @@ proptest! {
             window: TimeDelta::milliseconds(window_ms),
             cooldown: TimeDelta::milliseconds(cooldown_ms),
             max_level,
+            ..Policy::default()
         };
         let state = InstanceState {
             level,
