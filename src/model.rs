@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::scaling::PolicyPatch;
+
 /// A registered account.
 #[derive(Debug, Clone)]
 pub struct User {
@@ -27,6 +29,11 @@ pub struct Instance {
     pub is_monitoring: bool,
     pub scale_level: i32,
     pub last_action_at: Option<DateTime<Utc>>,
+    /// The policy fields the user set; `None` means the server defaults.
+    pub policy: Option<PolicyPatch>,
+    /// The dry run's shadow level and the time of its last recommended action.
+    pub recommended_level: i32,
+    pub recommended_action_at: Option<DateTime<Utc>>,
     pub last_collected_at: Option<DateTime<Utc>>,
     pub last_collection_error: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -117,4 +124,6 @@ pub struct DecisionRecord {
     pub reason: String,
     pub level_before: i32,
     pub level_after: i32,
+    /// Decided in dry-run mode: the levels are the shadow's.
+    pub dry_run: bool,
 }

@@ -26,7 +26,7 @@ use autoscaler::collect::mock::{self, MockSource};
 use autoscaler::collect::{CollectTarget, MetricSource};
 use autoscaler::jobs::{TickReport, run_collection_tick, run_scaling_tick};
 use autoscaler::model::{DecisionRecord, Instance, Metric, NewMetric, User};
-use autoscaler::scaling::{Policy, Sample};
+use autoscaler::scaling::{Policy, PolicyPatch, Sample};
 use autoscaler::store::{
     Backend, CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
     PageRequest, PoolSettings, PostgresStore, ScalingCandidate, ScalingOutcome, SqliteStore, Store,
@@ -225,6 +225,22 @@ impl Store for TimedStore {
     }
     async fn insert_metrics(&self, metrics: &[NewMetric]) -> StoreResult<Vec<Metric>> {
         self.inner.insert_metrics(metrics).await
+    }
+    async fn set_policy(
+        &self,
+        id: Uuid,
+        policy: Option<&PolicyPatch>,
+        reset_shadow: bool,
+    ) -> StoreResult<bool> {
+        self.inner.set_policy(id, policy, reset_shadow).await
+    }
+    fn history(
+        &self,
+        instance: Uuid,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> futures::stream::BoxStream<'_, StoreResult<Sample>> {
+        self.inner.history(instance, since, until)
     }
     async fn delete_instance(&self, id: Uuid) -> StoreResult<Deletion> {
         self.inner.delete_instance(id).await

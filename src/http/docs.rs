@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, error, health, instances, metrics};
+use super::{auth, error, health, instances, metrics, policy};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -27,6 +27,10 @@ use super::{auth, error, health, instances, metrics};
         metrics::list_metrics,
         metrics::list_decisions,
         metrics::simulate,
+        policy::get_policy,
+        policy::put_policy,
+        policy::reset_policy,
+        policy::backtest,
     ),
     components(schemas(error::ErrorBody, metrics::SimulateInstantResponse, metrics::SimulateProlongedResponse)),
     modifiers(&BearerAuth),
@@ -35,6 +39,7 @@ use super::{auth, error, health, instances, metrics};
         (name = "auth", description = "Accounts and tokens"),
         (name = "instances", description = "Instances and their monitoring"),
         (name = "metrics", description = "Metrics, scaling decisions and load simulation"),
+        (name = "policies", description = "Per-instance scaling policies, dry runs and backtests"),
     )
 )]
 pub struct ApiDoc;

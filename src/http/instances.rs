@@ -13,7 +13,7 @@ use super::error::{ErrorBody, OnConflict};
 use super::extract::{ApiJson, AuthUser};
 use super::{ApiError, AppState};
 use crate::model::Instance;
-use crate::scaling::capacity_for_level;
+use crate::scaling::{PolicyMode, capacity_for_level};
 use crate::store::{Deletion, NewInstance};
 
 pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
@@ -63,11 +63,23 @@ pub struct InstanceView {
     pub last_collected_at: Option<DateTime<Utc>>,
     /// Why the last collection failed (e.g. no AWS credentials); null when it worked.
     pub last_collection_error: Option<String>,
+    /// `enforce`, or `dry_run` when decisions only move the recommended level.
+    #[schema(value_type = String, example = "enforce")]
+    pub policy_mode: PolicyMode,
+    /// The level the policy recommends: in a dry run the shadow level, otherwise
+    /// the current one.
+    #[schema(example = 1)]
+    pub recommended_scale_level: i32,
 }
 
 impl From<Instance> for InstanceView {
     fn from(i: Instance) -> Self {
         let capacity = capacity_for_level(i.scale_level);
+        let policy_mode = i.policy.as_ref().and_then(|p| p.mode).unwrap_or_default();
+        let recommended_scale_level = match policy_mode {
+            PolicyMode::DryRun => i.recommended_level,
+            PolicyMode::Enforce => i.scale_level,
+        };
         InstanceView {
             id: i.id,
             instance_id: i.instance_id,
@@ -82,6 +94,8 @@ impl From<Instance> for InstanceView {
             created_at: i.created_at,
             last_collected_at: i.last_collected_at,
             last_collection_error: i.last_collection_error,
+            policy_mode,
+            recommended_scale_level,
         }
     }
 }
@@ -120,7 +134,10 @@ pub enum RegisterInstanceBody {
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)]
 pub struct RealInstanceBody {
-    #[schema(pattern = "^i-([0-9a-f]{8}|[0-9a-f]{17})$", example = "i-1234567890abcdef0")]
+    #[schema(
+        pattern = "^i-([0-9a-f]{8}|[0-9a-f]{17})$",
+        example = "i-1234567890abcdef0"
+    )]
     instance_id: String,
     #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", example = "t2.micro")]
     instance_type: String,

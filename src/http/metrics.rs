@@ -339,6 +339,9 @@ pub struct DecisionView<'a> {
     /// The scale level after it (the same for no_action).
     #[schema(example = 2)]
     pub level_after: i32,
+    /// Decided in dry-run mode: the levels are the recommended (shadow) ones and the
+    /// instance's real level did not change.
+    pub dry_run: bool,
 }
 
 impl<'a> DecisionView<'a> {
@@ -355,6 +358,7 @@ impl<'a> DecisionView<'a> {
             reason: d.reason,
             level_before: d.level_before,
             level_after: d.level_after,
+            dry_run: d.dry_run,
         }
     }
 }

@@ -8,6 +8,7 @@ mod extract;
 mod health;
 mod instances;
 mod metrics;
+mod policy;
 mod time;
 
 pub use docs::ApiDoc;
@@ -89,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         auth::routes(),
         instances::routes(),
         metrics::routes(),
+        policy::routes(),
     ]
     .into_iter()
     .fold(Router::new(), |router, routes| {

@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::collect::{CollectTarget, Collected, MetricSource};
-use crate::scaling::{Decision, InstanceState, Policy, Sample, decide_scaling};
+use crate::scaling::{
+    Decision, InstanceState, Policy, PolicyMode, PolicyPatch, Sample, decide_scaling,
+};
 use crate::store::{CollectionStatus, ScalingOutcome, Store, StoreResult};
 
 /// Instances claimed, read and written per round trip.
@@ -109,8 +111,24 @@ async fn collect_some(
     }
 }
 
+/// The policy an instance is decided under: its own fields over the defaults. A
+/// stored patch that the defaults have since made invalid (say `min_level` above a
+/// lowered `MAX_SCALE_LEVEL`) falls back to the defaults, loudly.
+pub fn effective_policy(defaults: &Policy, own: Option<&PolicyPatch>) -> Policy {
+    match own.map(|patch| patch.apply_over(defaults)) {
+        None => defaults.clone(),
+        Some(Ok(policy)) => policy,
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "stored policy no longer valid over the defaults; using the defaults");
+            defaults.clone()
+        }
+    }
+}
+
 /// Evaluates every monitored instance not yet evaluated in the tick `now` falls in,
-/// and persists decisions and level changes batch by batch.
+/// each under its own policy, and persists decisions and level changes batch by
+/// batch. In dry-run mode the engine decides against the instance's shadow state,
+/// exactly as it would against the real one.
 pub async fn run_scaling_tick(
     store: &dyn Store,
     policy: &Policy,
@@ -124,17 +142,36 @@ pub async fn run_scaling_tick(
         if candidates.is_empty() {
             return Ok(report);
         }
-        let ids: Vec<Uuid> = candidates.iter().map(|c| c.id).collect();
-        let mut windows: HashMap<Uuid, Vec<Sample>> = HashMap::with_capacity(ids.len());
-        for (instance, sample) in store.windows(&ids, now - policy.window, now).await? {
-            windows.entry(instance).or_default().push(sample);
+        let policies: Vec<Policy> = candidates
+            .iter()
+            .map(|c| effective_policy(policy, c.policy.as_ref()))
+            .collect();
+        // One window read per distinct window length (usually one or two).
+        let mut by_length: HashMap<chrono::TimeDelta, Vec<Uuid>> = HashMap::new();
+        for (c, p) in candidates.iter().zip(&policies) {
+            by_length.entry(p.window).or_default().push(c.id);
+        }
+        let mut windows: HashMap<Uuid, Vec<Sample>> = HashMap::with_capacity(candidates.len());
+        for (length, ids) in by_length {
+            for (instance, sample) in store.windows(&ids, now - length, now).await? {
+                windows.entry(instance).or_default().push(sample);
+            }
         }
         let outcomes: Vec<ScalingOutcome> = candidates
             .iter()
-            .map(|c| {
-                let state = InstanceState {
-                    level: c.level,
-                    last_action_at: c.last_action_at,
+            .zip(&policies)
+            .map(|(c, policy)| {
+                let dry_run = policy.mode == PolicyMode::DryRun;
+                let state = if dry_run {
+                    InstanceState {
+                        level: c.recommended_level,
+                        last_action_at: c.recommended_action_at,
+                    }
+                } else {
+                    InstanceState {
+                        level: c.level,
+                        last_action_at: c.last_action_at,
+                    }
                 };
                 let window = windows.get(&c.id).map(Vec::as_slice).unwrap_or_default();
                 let evaluation = decide_scaling(&state, policy, window, now);
@@ -144,10 +181,11 @@ pub async fn run_scaling_tick(
                     || c.last_decision != Some(evaluation.decision);
                 ScalingOutcome {
                     instance: c.id,
-                    level_before: c.level,
+                    level_before: state.level,
                     evaluation,
                     record,
                     decided_at: now,
+                    dry_run,
                 }
             })
             .collect();

@@ -9,7 +9,8 @@
 macro_rules! instance_columns {
     () => {
         "id, user_id, instance_id, instance_type, region, is_mock, is_monitoring, scale_level, \
-         last_action_at, last_collected_at, last_collection_error, created_at"
+         last_action_at, last_collected_at, last_collection_error, created_at, policy, \
+         recommended_level, recommended_action_at"
     };
 }
 
@@ -25,7 +26,7 @@ macro_rules! metric_columns {
 macro_rules! decision_columns {
     () => {
         "id, instance, ts, cpu_utilization, memory_usage, network_in, network_out, decision, \
-         reason, level_before, level_after"
+         reason, level_before, level_after, dry_run"
     };
 }
 
@@ -43,7 +44,7 @@ use uuid::Uuid;
 
 use crate::collect::CollectTarget;
 use crate::model::{DecisionRecord, Instance, Metric, NewMetric, User};
-use crate::scaling::{Decision, Evaluation, Sample};
+use crate::scaling::{Decision, Evaluation, PolicyPatch, Sample};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +124,11 @@ pub struct ScalingCandidate {
     pub level: i32,
     pub last_action_at: Option<DateTime<Utc>>,
     pub last_decision: Option<Decision>,
+    /// The instance's own policy fields, if any.
+    pub policy: Option<PolicyPatch>,
+    /// The dry run's shadow state.
+    pub recommended_level: i32,
+    pub recommended_action_at: Option<DateTime<Utc>>,
 }
 
 /// A decision to persist for one instance.
@@ -135,6 +141,9 @@ pub struct ScalingOutcome {
     /// Write a decision row (an action, or a changed outcome).
     pub record: bool,
     pub decided_at: DateTime<Utc>,
+    /// Decided in dry-run mode: an action moves the shadow level, not the real one,
+    /// and `level_before` is the shadow's.
+    pub dry_run: bool,
 }
 
 /// One page of a newest-first list, and how many entries the whole list has.
@@ -207,6 +216,23 @@ pub trait Store: Send + Sync + 'static {
     async fn instance_by_instance_id(&self, instance_id: &str) -> StoreResult<Option<Instance>>;
     /// Switches monitoring on or off; false when it already was in that state.
     async fn set_monitoring(&self, id: Uuid, on: bool) -> StoreResult<bool>;
+    /// Stores an instance's own policy fields (`None`: the defaults). With
+    /// `reset_shadow` the dry run's shadow state starts again from the real one.
+    /// False when the instance is gone.
+    async fn set_policy(
+        &self,
+        id: Uuid,
+        policy: Option<&PolicyPatch>,
+        reset_shadow: bool,
+    ) -> StoreResult<bool>;
+    /// An instance's samples with timestamps in (since, until], oldest first
+    /// (ties by id), read as a stream: a backtest over months holds only its window.
+    fn history(
+        &self,
+        instance: Uuid,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> futures::stream::BoxStream<'_, StoreResult<Sample>>;
 
     /// Stores the metrics in one transaction: all or none. Returns them as stored.
     async fn insert_metrics(&self, metrics: &[NewMetric]) -> StoreResult<Vec<Metric>>;
@@ -350,6 +376,28 @@ impl Default for PoolSettings {
             acquire_timeout: std::time::Duration::from_secs(3),
         }
     }
+}
+
+/// A stored policy (the JSON of a [`PolicyPatch`]) read back. Only validated patches
+/// are written, so one that no longer parses is a bug or a hand edit: it is logged
+/// and the instance runs on the defaults rather than failing every read of it.
+fn decode_policy(text: Option<String>) -> Option<PolicyPatch> {
+    let text = text?;
+    match serde_json::from_str(&text)
+        .map_err(|e| e.to_string())
+        .and_then(|v| PolicyPatch::from_json(&v).map_err(|e| e.to_string()))
+    {
+        Ok(patch) => Some(patch),
+        Err(e) => {
+            tracing::warn!(policy = %text, error = %e, "ignoring an unreadable stored policy");
+            None
+        }
+    }
+}
+
+/// The text a policy is stored as.
+fn encode_policy(policy: Option<&PolicyPatch>) -> Option<String> {
+    policy.map(|p| serde_json::to_string(p).unwrap_or_else(|_| "{}".into()))
 }
 
 /// Level after an outcome is applied, the value written to `scale_level`.

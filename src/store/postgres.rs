@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::stream::{BoxStream, StreamExt};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
 use uuid::Uuid;
 
@@ -16,7 +17,7 @@ use super::{
 };
 use crate::collect::CollectTarget;
 use crate::model::{DecisionRecord, Instance, Metric, NewMetric, OutlierType, User};
-use crate::scaling::{Decision, Sample};
+use crate::scaling::{Decision, PolicyPatch, Sample};
 
 /// The store on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -103,8 +104,17 @@ fn tally(instances: impl IntoIterator<Item = Uuid>) -> Vec<(Uuid, i64)> {
 
 /// What the collection claim returns: id, instance_id, region, is_mock, last_collected_at.
 type CollectRow = (Uuid, String, String, bool, Option<DateTime<Utc>>);
-/// What the scaling claim returns: id, scale_level, last_action_at, last_decision.
-type ScaleRow = (Uuid, i32, Option<DateTime<Utc>>, Option<String>);
+/// What the scaling claim returns: id, scale_level, last_action_at, last_decision,
+/// policy, recommended_level, recommended_action_at.
+type ScaleRow = (
+    Uuid,
+    i32,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Option<String>,
+    i32,
+    Option<DateTime<Utc>>,
+);
 
 #[derive(Debug, Default, Clone, Copy)]
 struct ClaimCursor {
@@ -244,6 +254,9 @@ struct InstanceRow {
     last_collected_at: Option<DateTime<Utc>>,
     last_collection_error: Option<String>,
     created_at: DateTime<Utc>,
+    policy: Option<String>,
+    recommended_level: i32,
+    recommended_action_at: Option<DateTime<Utc>>,
 }
 
 impl From<InstanceRow> for Instance {
@@ -261,6 +274,9 @@ impl From<InstanceRow> for Instance {
             last_collected_at: r.last_collected_at,
             last_collection_error: r.last_collection_error,
             created_at: r.created_at,
+            policy: super::decode_policy(r.policy),
+            recommended_level: r.recommended_level,
+            recommended_action_at: r.recommended_action_at,
         }
     }
 }
@@ -385,6 +401,7 @@ struct DecisionRow {
     reason: String,
     level_before: i32,
     level_after: i32,
+    dry_run: bool,
 }
 
 impl From<DecisionRow> for DecisionRecord {
@@ -401,6 +418,7 @@ impl From<DecisionRow> for DecisionRecord {
             reason: r.reason,
             level_before: r.level_before,
             level_after: r.level_after,
+            dry_run: r.dry_run,
         }
     }
 }
@@ -415,6 +433,20 @@ struct WindowRow {
     network_in: Option<i64>,
     network_out: Option<i64>,
     is_outlier: bool,
+}
+
+impl WindowRow {
+    fn sample(self) -> Sample {
+        Sample {
+            id: self.id,
+            timestamp: self.ts,
+            cpu: self.cpu_utilization,
+            memory: self.memory_usage,
+            network_in: self.network_in.map(|v| v as f64),
+            network_out: self.network_out.map(|v| v as f64),
+            is_outlier: self.is_outlier,
+        }
+    }
 }
 
 /// Column-wise arrays of a batch of metrics, for one UNNEST insert.
@@ -587,6 +619,48 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_policy(
+        &self,
+        id: Uuid,
+        policy: Option<&PolicyPatch>,
+        reset_shadow: bool,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE instances SET policy = $2,
+                 recommended_level = CASE WHEN $3 THEN scale_level ELSE recommended_level END,
+                 recommended_action_at = CASE WHEN $3 THEN last_action_at
+                                              ELSE recommended_action_at END
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(super::encode_policy(policy))
+        .bind(reset_shadow)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    fn history(
+        &self,
+        instance: Uuid,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> BoxStream<'_, StoreResult<Sample>> {
+        // The index's newest-first order read backwards: no sort, rows as they come.
+        sqlx::query_as::<_, WindowRow>(
+            "SELECT instance, id, ts, cpu_utilization, memory_usage, network_in, network_out,
+                    is_outlier
+             FROM metrics WHERE instance = $1 AND ts > $2 AND ts <= $3
+             ORDER BY ts, id",
+        )
+        .bind(instance)
+        .bind(since)
+        .bind(until)
+        .fetch(&self.pool)
+        .map(|row| row.map(WindowRow::sample).map_err(Into::into))
+        .boxed()
     }
 
     async fn insert_metrics(&self, metrics: &[NewMetric]) -> StoreResult<Vec<Metric>> {
@@ -831,7 +905,8 @@ impl Store for PostgresStore {
                  WHERE id = ANY(ARRAY(SELECT id FROM instances
                                       WHERE id >= $3 AND is_monitoring AND scale_slot < $1
                                       ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED))
-                 RETURNING id, scale_level, last_action_at, last_decision",
+                 RETURNING id, scale_level, last_action_at, last_decision, policy,
+                           recommended_level, recommended_action_at",
                 "SELECT EXISTS (SELECT 1 FROM instances WHERE is_monitoring AND scale_slot < $1)",
                 |c| &mut c.scale,
                 slot,
@@ -841,12 +916,17 @@ impl Store for PostgresStore {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, level, last_action_at, last)| ScalingCandidate {
-                id,
-                level,
-                last_action_at,
-                last_decision: last.as_deref().and_then(Decision::parse),
-            })
+            .map(
+                |(id, level, last_action_at, last, policy, shadow, shadow_at)| ScalingCandidate {
+                    id,
+                    level,
+                    last_action_at,
+                    last_decision: last.as_deref().and_then(Decision::parse),
+                    policy: super::decode_policy(policy),
+                    recommended_level: shadow,
+                    recommended_action_at: shadow_at,
+                },
+            )
             .collect())
     }
 
@@ -872,23 +952,7 @@ impl Store for PostgresStore {
         .bind(until)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                (
-                    r.instance,
-                    Sample {
-                        id: r.id,
-                        timestamp: r.ts,
-                        cpu: r.cpu_utilization,
-                        memory: r.memory_usage,
-                        network_in: r.network_in.map(|v| v as f64),
-                        network_out: r.network_out.map(|v| v as f64),
-                        is_outlier: r.is_outlier,
-                    },
-                )
-            })
-            .collect())
+        Ok(rows.into_iter().map(|r| (r.instance, r.sample())).collect())
     }
 
     async fn apply_scaling(&self, outcomes: &[ScalingOutcome]) -> StoreResult<()> {
@@ -918,17 +982,26 @@ impl Store for PostgresStore {
             let before: Vec<i32> = actions.iter().map(|o| o.level_before).collect();
             let after: Vec<i32> = actions.iter().map(|o| o.evaluation.new_level).collect();
             let at: Vec<DateTime<Utc>> = actions.iter().map(|o| o.decided_at).collect();
+            let dry: Vec<bool> = actions.iter().map(|o| o.dry_run).collect();
+            // A dry run moves only the shadow; an enforced action moves both, so the
+            // shadow equals the real level for as long as the policy enforces.
             let rows: Vec<(Uuid,)> = sqlx::query_as(
-                "UPDATE instances i SET scale_level = u.after, last_action_at = u.at
-                 FROM UNNEST($1::uuid[], $2::int4[], $3::int4[], $4::timestamptz[])
-                      AS u(id, before, after, at)
-                 WHERE i.id = u.id AND i.id = ANY($1) AND i.scale_level = u.before
+                "UPDATE instances i
+                 SET scale_level = CASE WHEN u.dry THEN i.scale_level ELSE u.after END,
+                     last_action_at = CASE WHEN u.dry THEN i.last_action_at ELSE u.at END,
+                     recommended_level = u.after,
+                     recommended_action_at = u.at
+                 FROM UNNEST($1::uuid[], $2::int4[], $3::int4[], $4::timestamptz[], $5::bool[])
+                      AS u(id, before, after, at, dry)
+                 WHERE i.id = u.id AND i.id = ANY($1)
+                   AND CASE WHEN u.dry THEN i.recommended_level ELSE i.scale_level END = u.before
                  RETURNING i.id",
             )
             .bind(ids)
             .bind(before)
             .bind(after)
             .bind(at)
+            .bind(dry)
             .fetch_all(&mut *tx)
             .await?;
             applied.extend(rows.into_iter().map(|(id,)| id));
@@ -954,6 +1027,7 @@ impl Store for PostgresStore {
             let mut reason = Vec::with_capacity(records.len());
             let mut before = Vec::with_capacity(records.len());
             let mut after = Vec::with_capacity(records.len());
+            let mut dry = Vec::with_capacity(records.len());
             for o in &records {
                 let (c, m, i, out) = decision_values(&o.evaluation);
                 ids.push(Uuid::now_v7());
@@ -967,12 +1041,15 @@ impl Store for PostgresStore {
                 reason.push(o.evaluation.reason.as_str());
                 before.push(o.level_before);
                 after.push(o.evaluation.new_level);
+                dry.push(o.dry_run);
             }
             sqlx::query(
                 "INSERT INTO scaling_decisions (id, instance, ts, cpu_utilization, memory_usage,
-                        network_in, network_out, decision, reason, level_before, level_after)
+                        network_in, network_out, decision, reason, level_before, level_after,
+                        dry_run)
                  SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::float8[],
-                        $5::float8[], $6::int8[], $7::int8[], $8::text[], $9::text[], $10::int4[], $11::int4[])",
+                        $5::float8[], $6::int8[], $7::int8[], $8::text[], $9::text[], $10::int4[],
+                        $11::int4[], $12::bool[])",
             )
             .bind(ids)
             .bind(&instances)
@@ -985,6 +1062,7 @@ impl Store for PostgresStore {
             .bind(reason)
             .bind(before)
             .bind(after)
+            .bind(dry)
             .execute(&mut *tx)
             .await?;
             sqlx::query(

@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::stream::{BoxStream, StreamExt};
 use serde_json::json;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -25,7 +26,7 @@ use super::{
 };
 use crate::collect::CollectTarget;
 use crate::model::{DecisionRecord, Instance, Metric, NewMetric, OutlierType, User};
-use crate::scaling::{Decision, Sample};
+use crate::scaling::{Decision, PolicyPatch, Sample};
 
 /// The store on a SQLite file.
 #[derive(Debug, Clone)]
@@ -101,6 +102,9 @@ struct InstanceRow {
     last_collected_at: Option<i64>,
     last_collection_error: Option<String>,
     created_at: i64,
+    policy: Option<String>,
+    recommended_level: i32,
+    recommended_action_at: Option<i64>,
 }
 
 impl TryFrom<InstanceRow> for Instance {
@@ -119,6 +123,9 @@ impl TryFrom<InstanceRow> for Instance {
             last_collected_at: r.last_collected_at.map(time),
             last_collection_error: r.last_collection_error,
             created_at: time(r.created_at),
+            policy: super::decode_policy(r.policy),
+            recommended_level: r.recommended_level,
+            recommended_action_at: r.recommended_action_at.map(time),
         })
     }
 }
@@ -253,6 +260,7 @@ struct DecisionRow {
     reason: String,
     level_before: i32,
     level_after: i32,
+    dry_run: bool,
 }
 
 impl TryFrom<DecisionRow> for DecisionRecord {
@@ -270,6 +278,7 @@ impl TryFrom<DecisionRow> for DecisionRecord {
             reason: r.reason,
             level_before: r.level_before,
             level_after: r.level_after,
+            dry_run: r.dry_run,
         })
     }
 }
@@ -482,6 +491,57 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_policy(
+        &self,
+        id: Uuid,
+        policy: Option<&PolicyPatch>,
+        reset_shadow: bool,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE instances SET policy = ?2,
+                 recommended_level = CASE WHEN ?3 THEN scale_level ELSE recommended_level END,
+                 recommended_action_at = CASE WHEN ?3 THEN last_action_at
+                                              ELSE recommended_action_at END
+             WHERE id = ?1",
+        )
+        .bind(id.to_string())
+        .bind(super::encode_policy(policy))
+        .bind(reset_shadow)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    fn history(
+        &self,
+        instance: Uuid,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> BoxStream<'_, StoreResult<Sample>> {
+        sqlx::query_as::<_, WindowRow>(
+            "SELECT 0, id, ts, cpu_utilization, memory_usage, network_in, network_out, is_outlier
+             FROM metrics WHERE instance = ?1 AND ts > ?2 AND ts <= ?3
+             ORDER BY ts, id",
+        )
+        .bind(instance.to_string())
+        .bind(micros(since))
+        .bind(micros(until))
+        .fetch(&self.pool)
+        .map(|row| {
+            let (_, id, ts, cpu, memory, net_in, net_out, is_outlier) = row?;
+            Ok(Sample {
+                id: uuid(&id)?,
+                timestamp: time(ts),
+                cpu,
+                memory,
+                network_in: net_in.map(|v| v as f64),
+                network_out: net_out.map(|v| v as f64),
+                is_outlier,
+            })
+        })
+        .boxed()
     }
 
     async fn insert_metrics(&self, metrics: &[NewMetric]) -> StoreResult<Vec<Metric>> {
@@ -738,25 +798,40 @@ impl Store for SqliteStore {
     }
 
     async fn claim_scaling(&self, slot: i64, limit: i64) -> StoreResult<Vec<ScalingCandidate>> {
-        let rows: Vec<(String, i32, Option<i64>, Option<String>)> = sqlx::query_as(
+        type ScaleRow = (
+            String,
+            i32,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            i32,
+            Option<i64>,
+        );
+        let rows: Vec<ScaleRow> = sqlx::query_as(
             "UPDATE instances SET scale_slot = ?1
              WHERE id IN (SELECT id FROM instances
                           WHERE is_monitoring = 1 AND scale_slot < ?1 LIMIT ?2 + 0)
-             RETURNING id, scale_level, last_action_at, last_decision",
+             RETURNING id, scale_level, last_action_at, last_decision, policy,
+                       recommended_level, recommended_action_at",
         )
         .bind(slot)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(id, level, last_action_at, last)| {
-                Ok(ScalingCandidate {
-                    id: uuid(&id)?,
-                    level,
-                    last_action_at: last_action_at.map(time),
-                    last_decision: last.as_deref().and_then(Decision::parse),
-                })
-            })
+            .map(
+                |(id, level, last_action_at, last, policy, shadow, shadow_at)| {
+                    Ok(ScalingCandidate {
+                        id: uuid(&id)?,
+                        level,
+                        last_action_at: last_action_at.map(time),
+                        last_decision: last.as_deref().and_then(Decision::parse),
+                        policy: super::decode_policy(policy),
+                        recommended_level: shadow,
+                        recommended_action_at: shadow_at.map(time),
+                    })
+                },
+            )
             .collect()
     }
 
@@ -819,7 +894,8 @@ impl Store for SqliteStore {
                         o.instance.to_string(),
                         o.level_before,
                         after,
-                        micros(o.decided_at)
+                        micros(o.decided_at),
+                        o.dry_run
                     ])
                 })
             })
@@ -827,10 +903,16 @@ impl Store for SqliteStore {
         let mut applied = std::collections::HashSet::new();
         if !actions.is_empty() {
             let rows: Vec<(String,)> = sqlx::query_as(
-                "UPDATE instances SET scale_level = u.after, last_action_at = u.at
+                "UPDATE instances
+                 SET scale_level = CASE WHEN u.dry THEN scale_level ELSE u.after END,
+                     last_action_at = CASE WHEN u.dry THEN last_action_at ELSE u.at END,
+                     recommended_level = u.after,
+                     recommended_action_at = u.at
                  FROM (SELECT value->>0 AS id, value->>1 AS before, value->>2 AS after,
-                              value->>3 AS at FROM json_each(?1)) AS u
-                 WHERE instances.id = u.id AND instances.scale_level = u.before
+                              value->>3 AS at, value->>4 AS dry FROM json_each(?1)) AS u
+                 WHERE instances.id = u.id
+                   AND CASE WHEN u.dry THEN instances.recommended_level
+                            ELSE instances.scale_level END = u.before
                  RETURNING instances.id",
             )
             .bind(serde_json::Value::Array(actions).to_string())
@@ -860,7 +942,8 @@ impl Store for SqliteStore {
                     o.evaluation.decision.as_str(),
                     o.evaluation.reason,
                     o.level_before,
-                    o.evaluation.new_level
+                    o.evaluation.new_level,
+                    o.dry_run
                 ])
             })
             .collect();
@@ -868,9 +951,10 @@ impl Store for SqliteStore {
             let records = serde_json::Value::Array(records).to_string();
             sqlx::query(
                 "INSERT INTO scaling_decisions (id, instance, ts, cpu_utilization, memory_usage,
-                        network_in, network_out, decision, reason, level_before, level_after)
+                        network_in, network_out, decision, reason, level_before, level_after,
+                        dry_run)
                  SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5,
-                        value->>6, value->>7, value->>8, value->>9, value->>10
+                        value->>6, value->>7, value->>8, value->>9, value->>10, value->>11
                  FROM json_each(?1)
                  -- an instance deleted since the tick claimed it gets nothing written
                  WHERE EXISTS (SELECT 1 FROM instances WHERE id = value->>1)",

@@ -44,6 +44,7 @@ fn no_action(instance: Uuid) -> ScalingOutcome {
         },
         record: true,
         decided_at: Utc::now(),
+        dry_run: false,
     }
 }
 

@@ -45,6 +45,7 @@ async fn record_decisions(app: &TestApp, count: i64) {
             },
             record: true,
             decided_at: now - TimeDelta::seconds(count - 1 - i),
+            dry_run: false,
         };
         app.store.apply_scaling(&[outcome]).await.unwrap();
     }

@@ -424,6 +424,7 @@ on_both_databases! {
                                 },
                                 record: true,
                                 decided_at: at,
+                                dry_run: false,
                             })
                             .collect();
                         store.apply_scaling(&outcomes).await?;

@@ -1,0 +1,392 @@
+//! An instance's scaling policy (read, set, reset) and backtests of a candidate
+//! policy over the instance's stored history.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::routing::{MethodRouter, get, post};
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::error::ErrorBody;
+use super::extract::{ApiJson, AuthUser};
+use super::instances::owned_instance;
+use super::{ApiError, AppState};
+use crate::jobs::effective_policy;
+use crate::model::Instance;
+use crate::scaling::replay::{Replay, ReplayAction, ReplaySummary};
+use crate::scaling::{Policy, PolicyError, PolicyPatch};
+
+pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        (
+            "/api/instances/{instance_id}/policy",
+            get(get_policy).put(put_policy).delete(reset_policy),
+        ),
+        ("/api/instances/{instance_id}/backtest", post(backtest)),
+    ]
+}
+
+/// Longest span a backtest replays.
+pub const MAX_BACKTEST_SPAN: TimeDelta = TimeDelta::days(90);
+
+/// An instance's policy: every field, and whether all are the server defaults.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyResponse {
+    #[schema(example = "mock-test-1")]
+    pub instance_id: String,
+    #[schema(value_type = Object, example = json!({"mode": "enforce", "scale_up_cpu_above": 90.0,
+        "scale_up_memory_above": 90.0, "scale_down_cpu_below": 10.0, "scale_down_memory_below": 20.0,
+        "sustained_ratio": 0.8, "window_minutes": 5, "min_samples": 3, "iqr_multiplier": 1.5,
+        "votes_needed": 2, "cooldown_seconds": 300, "min_level": 1, "max_level": 10}))]
+    pub policy: Policy,
+    /// True when the instance sets no field of its own.
+    pub is_default: bool,
+}
+
+fn policy_response(state: &AppState, instance: &Instance) -> PolicyResponse {
+    PolicyResponse {
+        instance_id: instance.instance_id.clone(),
+        policy: effective_policy(&state.settings.policy, instance.policy.as_ref()),
+        is_default: instance.policy.is_none(),
+    }
+}
+
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> Self {
+        ApiError::bad_request(e.to_string())
+    }
+}
+
+/// Get an instance's scaling policy.
+#[utoipa::path(get, path = "/api/instances/{instance_id}/policy", tag = "policies",
+    security(("bearer" = [])),
+    params(("instance_id" = String, Path, description = "The instance's id")),
+    responses(
+        (status = 200, description = "Every field of the policy in force", body = PolicyResponse),
+        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 403, description = "Someone else's instance", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+    ))]
+pub async fn get_policy(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(instance_id): Path<String>,
+) -> Result<Json<PolicyResponse>, ApiError> {
+    let instance = owned_instance(&state, user.id, &instance_id).await?;
+    Ok(Json(policy_response(&state, &instance)))
+}
+
+/// Stores `patch` (or the defaults) as the instance's policy; a change of mode
+/// starts the dry run's shadow state again from the real level.
+async fn store_policy(
+    state: &AppState,
+    instance: Instance,
+    patch: Option<PolicyPatch>,
+) -> Result<Json<PolicyResponse>, ApiError> {
+    let defaults = &state.settings.policy;
+    let before = effective_policy(defaults, instance.policy.as_ref());
+    let after = match &patch {
+        Some(p) => p.apply_over(defaults)?,
+        None => defaults.clone(),
+    };
+    let reset_shadow = before.mode != after.mode;
+    if !state
+        .store
+        .set_policy(instance.id, patch.as_ref(), reset_shadow)
+        .await?
+    {
+        return Err(ApiError::instance_not_found());
+    }
+    tracing::info!(instance = %instance.instance_id, mode = ?after.mode, reset_shadow, "policy set");
+    let is_default = patch.is_none();
+    Ok(Json(PolicyResponse {
+        instance_id: instance.instance_id,
+        policy: after,
+        is_default,
+    }))
+}
+
+/// Set an instance's policy. Fields left out take the server defaults; a level
+/// outside new bounds is stepped back into them, one step per evaluation.
+#[utoipa::path(put, path = "/api/instances/{instance_id}/policy", tag = "policies",
+    security(("bearer" = [])),
+    params(("instance_id" = String, Path, description = "The instance's id")),
+    request_body(content = Object, description = "Any subset of the policy's fields",
+        example = json!({"scale_up_cpu_above": 70, "window_minutes": 10, "min_level": 2, "mode": "dry_run"})),
+    responses(
+        (status = 200, description = "The policy now in force", body = PolicyResponse),
+        (status = 400, description = "A field out of range, of the wrong type, or unknown", body = ErrorBody,
+            example = json!({"error": "scale_up_cpu_above must be a number between 0 and 100"})),
+        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 403, description = "Someone else's instance", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+    ))]
+pub async fn put_policy(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(instance_id): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<PolicyResponse>, ApiError> {
+    let instance = owned_instance(&state, user.id, &instance_id).await?;
+    let patch = PolicyPatch::from_json(&body)?;
+    let patch = (patch != PolicyPatch::default()).then_some(patch);
+    store_policy(&state, instance, patch).await
+}
+
+/// Reset an instance's policy to the server defaults.
+#[utoipa::path(delete, path = "/api/instances/{instance_id}/policy", tag = "policies",
+    security(("bearer" = [])),
+    params(("instance_id" = String, Path, description = "The instance's id")),
+    responses(
+        (status = 200, description = "The defaults, now in force", body = PolicyResponse),
+        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 403, description = "Someone else's instance", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+    ))]
+pub async fn reset_policy(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(instance_id): Path<String>,
+) -> Result<Json<PolicyResponse>, ApiError> {
+    let instance = owned_instance(&state, user.id, &instance_id).await?;
+    store_policy(&state, instance, None).await
+}
+
+/// A validated backtest request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BacktestRequest {
+    pub patch: Option<PolicyPatch>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub start_level: Option<i32>,
+}
+
+const BACKTEST_FIELDS: [&str; 4] = ["policy", "from", "to", "start_level"];
+
+fn time_field(body: &Map<String, Value>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_str()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{name} must be an RFC 3339 time such as 2026-01-22T05:00:00Z"
+                ))
+            }),
+    }
+}
+
+impl BacktestRequest {
+    /// Reads a backtest body; `now` fills in a missing `to`.
+    pub fn parse(body: &Value, now: DateTime<Utc>) -> Result<Self, ApiError> {
+        let empty = Map::new();
+        let body = match body {
+            Value::Null => &empty,
+            Value::Object(map) => map,
+            _ => return Err(ApiError::bad_request("The body must be a JSON object")),
+        };
+        if let Some(unknown) = body.keys().find(|k| !BACKTEST_FIELDS.contains(&k.as_str())) {
+            return Err(ApiError::bad_request(format!(
+                "unknown backtest field {unknown}"
+            )));
+        }
+        let patch = match body.get("policy") {
+            None | Some(Value::Null) => None,
+            Some(p) => Some(PolicyPatch::from_json(p)?),
+        };
+        let to = time_field(body, "to")?.unwrap_or(now);
+        let from = time_field(body, "from")?.unwrap_or(to - TimeDelta::hours(24));
+        if from >= to {
+            return Err(ApiError::bad_request("from must be before to"));
+        }
+        if to - from > MAX_BACKTEST_SPAN {
+            return Err(ApiError::bad_request(
+                "from must be at most 90 days before to",
+            ));
+        }
+        let start_level = match body.get("start_level") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_i64()
+                    .filter(|l| (1..=50).contains(l))
+                    .map(|l| l as i32)
+                    .ok_or_else(|| {
+                        ApiError::bad_request("start_level must be an integer between 1 and 50")
+                    })?,
+            ),
+        };
+        Ok(BacktestRequest {
+            patch,
+            from,
+            to,
+            start_level,
+        })
+    }
+}
+
+/// What a backtest found: the candidate's replay and the baseline's.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BacktestResponse {
+    #[schema(example = "mock-test-1")]
+    pub instance_id: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub from: DateTime<Utc>,
+    #[schema(value_type = String, format = DateTime)]
+    pub to: DateTime<Utc>,
+    /// The scaling interval the replay ticks at, as live ticks do.
+    #[schema(example = 15)]
+    pub interval_seconds: i64,
+    /// Evaluations replayed.
+    #[schema(example = 5760)]
+    pub ticks: u64,
+    /// The candidate policy: the given fields over the instance's current policy.
+    #[schema(value_type = Object)]
+    pub policy: Policy,
+    /// The candidate's replay.
+    #[schema(value_type = Object)]
+    pub summary: ReplaySummary,
+    /// The same replay under the instance's current policy.
+    #[schema(value_type = Object)]
+    pub baseline: ReplaySummary,
+    /// The candidate's actions, oldest first, at most 1,000.
+    #[schema(value_type = Vec<Object>)]
+    pub actions: Vec<ReplayAction>,
+    pub actions_truncated: bool,
+}
+
+/// Replay a candidate policy over the instance's stored metrics, tick by tick as
+/// the live job would have, beside the instance's current policy. Writes nothing.
+#[utoipa::path(post, path = "/api/instances/{instance_id}/backtest", tag = "policies",
+    security(("bearer" = [])),
+    params(("instance_id" = String, Path, description = "The instance's id")),
+    request_body(content = Object, description = "A JSON object (`{}` for all defaults) whose fields are all optional: policy (fields over the current policy), from and to (RFC 3339; to defaults to now, from to 24 h before to), start_level (default: the policy's min_level)",
+        example = json!({"policy": {"scale_up_cpu_above": 70}, "from": "2026-12-01T00:00:00Z", "to": "2026-12-02T00:00:00Z", "start_level": 1})),
+    responses(
+        (status = 200, description = "The two replays", body = BacktestResponse),
+        (status = 400, description = "A bad policy field, time or span", body = ErrorBody,
+            example = json!({"error": "from must be at most 90 days before to"})),
+        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
+        (status = 403, description = "Someone else's instance", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+    ))]
+pub async fn backtest(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(instance_id): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<BacktestResponse>, ApiError> {
+    let request = BacktestRequest::parse(&body, Utc::now())?;
+    let instance = owned_instance(&state, user.id, &instance_id).await?;
+    let current = effective_policy(&state.settings.policy, instance.policy.as_ref());
+    let candidate = match &request.patch {
+        Some(p) => p.apply_over(&current)?,
+        None => current.clone(),
+    };
+    let interval = TimeDelta::from_std(state.settings.scaling_interval)
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let replay = |policy: &Policy| {
+        let start = request.start_level.unwrap_or(policy.min_level);
+        Replay::new(policy.clone(), start, request.from, request.to, interval)
+    };
+    let (mut candidate_run, mut baseline_run) = (replay(&candidate), replay(&current));
+    // Read in order and slide the window: memory follows the window, not the span.
+    let lead = candidate.window.max(current.window);
+    let mut samples = state
+        .store
+        .history(instance.id, request.from - lead, request.to);
+    while let Some(sample) = samples.next().await {
+        let sample = sample?;
+        baseline_run.push(sample);
+        candidate_run.push(sample);
+    }
+    drop(samples);
+    let report = candidate_run.finish();
+    let baseline = baseline_run.finish();
+    Ok(Json(BacktestResponse {
+        instance_id: instance.instance_id,
+        from: request.from,
+        to: request.to,
+        interval_seconds: interval.num_seconds(),
+        ticks: report.ticks,
+        policy: candidate,
+        summary: report.summary,
+        baseline: baseline.summary,
+        actions: report.actions,
+        actions_truncated: report.actions_truncated,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn err(body: Value) -> String {
+        BacktestRequest::parse(&body, at("2026-12-02T00:00:00Z"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn an_empty_backtest_is_the_last_24_hours_from_the_policys_min_level() {
+        let now = at("2026-12-02T00:00:00Z");
+        let r = BacktestRequest::parse(&json!({}), now).unwrap();
+        assert_eq!(
+            (r.from, r.to, r.start_level, r.patch),
+            (at("2026-12-01T00:00:00Z"), now, None, None)
+        );
+        let r = BacktestRequest::parse(&Value::Null, now).unwrap();
+        assert_eq!(r.to, now);
+    }
+
+    #[test]
+    fn bad_backtests_name_what_is_wrong() {
+        assert_eq!(
+            err(json!({"from": "yesterday"})),
+            "from must be an RFC 3339 time such as 2026-01-22T05:00:00Z"
+        );
+        assert_eq!(
+            err(json!({"to": 5})),
+            "to must be an RFC 3339 time such as 2026-01-22T05:00:00Z"
+        );
+        assert_eq!(
+            err(json!({"from": "2026-12-02T00:00:00Z", "to": "2026-12-02T00:00:00Z"})),
+            "from must be before to"
+        );
+        assert_eq!(
+            err(json!({"from": "2026-09-02T23:59:59Z", "to": "2026-12-01T00:00:00Z"})),
+            "from must be at most 90 days before to"
+        );
+        assert!(
+            BacktestRequest::parse(
+                &json!({"from": "2026-09-02T00:00:00Z", "to": "2026-12-01T00:00:00Z"}),
+                at("2026-12-02T00:00:00Z")
+            )
+            .is_ok(),
+            "exactly 90 days is allowed"
+        );
+        assert_eq!(
+            err(json!({"start_level": 0})),
+            "start_level must be an integer between 1 and 50"
+        );
+        assert_eq!(
+            err(json!({"start_level": 2.5})),
+            "start_level must be an integer between 1 and 50"
+        );
+        assert_eq!(
+            err(json!({"policy": {"votes_needed": 9}})),
+            "votes_needed must be an integer between 1 and 6"
+        );
+        assert_eq!(err(json!({"polcy": {}})), "unknown backtest field polcy");
+        assert_eq!(err(json!([1])), "The body must be a JSON object");
+    }
+}
