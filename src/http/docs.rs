@@ -26,6 +26,7 @@ use super::{auth, error, health, instances, metrics};
         metrics::list_metrics,
         metrics::list_decisions,
         metrics::simulate,
+        super::series::metric_series,
     ),
     components(schemas(error::ErrorBody, metrics::SimulateInstantResponse, metrics::SimulateProlongedResponse)),
     modifiers(&BearerAuth),

@@ -9,6 +9,7 @@ mod health;
 mod instances;
 mod limit;
 mod metrics;
+mod series;
 mod time;
 
 pub use docs::ApiDoc;
@@ -91,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         auth::routes(),
         instances::routes(),
         metrics::routes(),
+        series::routes(),
     ]
     .into_iter()
     .fold(Router::new(), |router, routes| {
