@@ -101,8 +101,8 @@ impl SeriesQuery {
                         ))
                     })?;
                 if buckets(step) > MAX_BUCKETS {
-                    let needed = (span_micros + MAX_BUCKETS * 1_000_000 - 1)
-                        / (MAX_BUCKETS * 1_000_000);
+                    let needed =
+                        (span_micros + MAX_BUCKETS * 1_000_000 - 1) / (MAX_BUCKETS * 1_000_000);
                     return Err(ApiError::bad_request(format!(
                         "step must give at most {MAX_BUCKETS} buckets: this span needs a step of at least {needed} seconds"
                     )));

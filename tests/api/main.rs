@@ -13,5 +13,6 @@ mod metrics;
 mod ownership;
 mod races;
 mod request_bodies;
+mod series;
 mod store_contract;
 mod tokens;
