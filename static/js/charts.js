@@ -56,7 +56,11 @@ export function sparkline(container, series) {
 function withGaps(series) {
   const xs = [];
   const cols = [[], [], []];
-  const step = series.step;
+  // A gap is a pause well beyond the usual spacing of buckets (sparse samples,
+  // e.g. a simulation every 30 s on 5 s buckets, still draw as one line).
+  const spacing = series.points.slice(1).map((p, i) => secs(p.timestamp) - secs(series.points[i].timestamp)).sort((a, b) => a - b);
+  const typical = spacing.length ? spacing[Math.floor(spacing.length / 2)] : series.step;
+  const step = Math.max(series.step, typical) * 2;
   series.points.forEach((p, i) => {
     const x = secs(p.timestamp);
     xs.push(x);
@@ -65,7 +69,7 @@ function withGaps(series) {
     cols[2].push(p.memory_avg);
     const next = series.points[i + 1];
     if (next && secs(next.timestamp) - x > step * 1.5) {
-      xs.push(x + step);
+      xs.push(x + series.step);
       cols.forEach((c) => c.push(null));
     }
   });
@@ -82,30 +86,47 @@ export function instanceChart(container) {
   let stopFit = () => {};
   const markers = h("div", { class: "markers" });
 
+  /** One marker per cluster of actions a few pixels apart, its tooltip listing each. */
   function placeMarkers(u) {
     markers.replaceChildren();
     if (!current) return;
+    const width = u.over.clientWidth;
+    markers.style.setProperty("--plot-height", `${u.over.clientHeight}px`);
+    const groups = [];
     for (const d of current.decisions) {
       const x = u.valToPos(secs(d.timestamp), "x");
       if (!(x >= 0 && x <= u.over.clientWidth)) continue;
-      const up = d.decision === "scale_up";
-      const levels =
-        d.level_before != null && d.level_after != null ? ` (level ${d.level_before} → ${d.level_after})` : "";
-      const label = `${up ? "Scale up" : "Scale down"} at ${time(d.timestamp)}${levels}: ${d.reason}`;
-      const tipId = `tip-${d.id}`;
+      const last = groups.at(-1);
+      if (last && x - last.x < 12) last.items.push(d);
+      else groups.push({ x, items: [d] });
+    }
+    for (const { x, items } of groups) {
+      const ups = items.filter((d) => d.decision === "scale_up").length;
+      const downs = items.length - ups;
+      const symbol = downs === 0 ? "▲" : ups === 0 ? "▼" : "◆";
+      const kinds = [ups ? "scale_up" : "", downs ? "scale_down" : ""].join(" ").trim();
+      const describe = (d) => {
+        const levels = d.level_before != null && d.level_after != null ? ` (level ${d.level_before} → ${d.level_after})` : "";
+        const dry = d.dry_run ? " — dry run, not applied" : "";
+        return `${d.decision === "scale_up" ? "Scale up" : "Scale down"} at ${time(d.timestamp)}${levels}: ${d.reason}${dry}`;
+      };
+      const label =
+        items.length === 1
+          ? `${items[0].decision === "scale_up" ? "Scale up" : "Scale down"} at ${time(items[0].timestamp)}`
+          : `${items.length} scaling actions from ${time(items[0].timestamp)}`;
+      const tipId = `tip-${items[0].id}`;
       markers.append(
         h(
           "button",
           {
             type: "button",
-            class: `marker ${d.decision}${d.dry_run ? " dry-run" : ""}`,
+            class: `marker ${kinds}${items.every((d) => d.dry_run) ? " dry-run" : ""} ${x > width * 0.6 ? "end" : x < width * 0.4 ? "start" : ""}`,
             style: `left:${x}px`,
+            "aria-label": label,
             "aria-describedby": tipId,
-            "aria-label": `${up ? "Scale up" : "Scale down"} at ${time(d.timestamp)}`,
-            "data-reason": d.reason,
           },
-          h("span", { "aria-hidden": "true" }, up ? "▲" : "▼"),
-          h("span", { class: "tip", role: "tooltip", id: tipId }, label + (d.dry_run ? " — dry run, not applied" : "")),
+          h("span", { "aria-hidden": "true" }, symbol),
+          h("span", { class: "tip", role: "tooltip", id: tipId }, items.map((d) => h("span", { class: "tip-line" }, describe(d)))),
         ),
       );
     }

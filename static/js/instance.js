@@ -1,7 +1,7 @@
 // One instance: its facts, the series chart with scaling markers, monitoring,
 // simulated load, deletion, the decisions, the policy and the backtest.
 import { api, seg } from "./api.js";
-import { h, field, say, busy, time, num } from "./dom.js";
+import { h, field, say, busy, time, num, zone } from "./dom.js";
 import { instanceChart } from "./charts.js";
 import { badge } from "./fleet.js";
 import { policySection, backtestSection } from "./policy.js";
@@ -59,7 +59,7 @@ export async function instancePage(main, instanceId) {
     h("div", { class: "actions" }, monitorBtn, deleteBtn),
     actionsMsg,
     h("section", { class: "card", "aria-labelledby": "chart-h" }, h("h2", { id: "chart-h" }, "CPU, memory and level"), rangeGroup, chartMsg, chartBox,
-      h("p", { class: "muted small" }, "▲ scale up, ▼ scale down: hover or focus a marker for its reason. The level is the step line (right axis).")),
+      h("p", { class: "muted small" }, `▲ scale up, ▼ scale down, ◆ both: hover or focus a marker for the reasons. The level is the step line (right axis). Times in ${zone}.`)),
     simulateSection(instanceId, () => refresh()),
     h("section", { class: "card", "aria-labelledby": "decisions-h" }, h("h2", { id: "decisions-h" }, "Decisions"), decisionsMsg, decisionsTable),
     policySection(instanceId),
