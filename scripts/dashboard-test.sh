@@ -25,4 +25,4 @@ server=$!
 trap 'status=$?; kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; [ $status -eq 0 ] || cat "$work/server.log" >&2; rm -rf "$work"' EXIT
 for _ in $(seq 1 300); do curl -fsS "$base/api/" >/dev/null 2>&1 && break; sleep 0.1; done
 
-BASE="$base" SHOTS="${SHOTS:-target/dashboard-screenshots}" DOC_SHOT="${DOC_SHOT:-}" node tests/browser/dashboard.mjs
+BASE="$base" SHOTS="${SHOTS:-target/dashboard-screenshots}" DOC_SHOT="${DOC_SHOT:-}" STUB_PENDING="${STUB_PENDING:-}" node tests/browser/dashboard.mjs

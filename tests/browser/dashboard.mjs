@@ -61,6 +61,57 @@ page.on("response", (r) => {
   if (!allowed) problems.push({ category, text: `HTTP ${r.status()} from ${method} ${r.url()}` });
 });
 
+// STUB_PENDING=1 answers the policy and backtest endpoints in the browser, from
+// their spec, for checking the dashboard before the server has them. Never for CI.
+if (process.env.STUB_PENDING === "1") {
+  const defaults = {
+    mode: "enforce", scale_up_cpu_above: 90, scale_up_memory_above: 90, scale_down_cpu_below: 10,
+    scale_down_memory_below: 20, sustained_ratio: 0.8, window_minutes: 5, min_samples: 3,
+    iqr_multiplier: 1.5, votes_needed: 2, cooldown_seconds: 300, min_level: 1, max_level: 10,
+  };
+  let policy = { ...defaults };
+  let isDefault = true;
+  const json = (route, status, body) => route.fulfill({ status, contentType: "application/json", body: JSON.stringify(body) });
+  await page.route(/\/api\/instances\/[^/]+\/policy$/, async (route) => {
+    const req = route.request();
+    const id = decodeURIComponent(req.url().split("/").at(-2));
+    if (req.method() === "PUT") {
+      const body = req.postDataJSON();
+      if (body.sustained_ratio !== undefined && !(body.sustained_ratio > 0 && body.sustained_ratio <= 1))
+        return json(route, 400, { error: "sustained_ratio must be a number above 0 and at most 1" });
+      policy = { ...policy, ...body };
+      isDefault = false;
+    } else if (req.method() === "DELETE") {
+      policy = { ...defaults };
+      isDefault = true;
+    }
+    return json(route, 200, { instance_id: id, policy, is_default: isDefault });
+  });
+  await page.route(/\/api\/instances\/[^/]+\/backtest$/, async (route) => {
+    const req = route.request();
+    const body = req.postDataJSON();
+    const from = new Date(body.from);
+    const to = new Date(body.to);
+    const at = (f) => new Date(from.getTime() + f * (to - from)).toISOString();
+    const summary = (ups, downs, final) => ({
+      scale_ups: ups, scale_downs: downs, final_level: final, max_level_reached: 3,
+      seconds_at_level: { 1: 2400, 2: 900, 3: 300 }, capacity_hours: 1.4, overload_seconds: 60,
+    });
+    return json(route, 200, {
+      instance_id: decodeURIComponent(req.url().split("/").at(-2)), from: body.from, to: body.to,
+      interval_seconds: 15, ticks: 240, policy: { ...policy, ...body.policy },
+      summary: summary(2, 1, 2), baseline: summary(1, 0, 2),
+      actions: [
+        { timestamp: at(0.5), decision: "scale_up", reason: "Sustained scale up (stub)", level_before: 1, level_after: 2 },
+        { timestamp: at(0.6), decision: "scale_up", reason: "Sustained scale up (stub)", level_before: 2, level_after: 3 },
+        { timestamp: at(0.8), decision: "scale_down", reason: "IQR outlier (stub)", level_before: 3, level_after: 2 },
+      ],
+      actions_truncated: false,
+    });
+  });
+  console.log("STUB_PENDING=1: the policy and backtest endpoints are answered in the browser");
+}
+
 async function step(name, category, fn, allow = [], fullPage = true) {
   current = { name, category, allow };
   const file = join(shots, `${String(results.length + 1).padStart(2, "0")}-${name.replace(/[^a-z0-9]+/gi, "-").toLowerCase()}.png`);
