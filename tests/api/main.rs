@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod cors;
+mod dashboard;
 mod docs;
 mod health;
 mod instances;
