@@ -16,9 +16,11 @@ document.getElementById("signout").addEventListener("click", () => {
   session.clear();
   location.hash = "#/login";
 });
+let pendingBanner = "";
 window.addEventListener("signedout", (e) => {
-  showBanner(`${e.detail} Please sign in again.`);
-  location.hash = "#/login";
+  pendingBanner = `${e.detail} Please sign in again.`;
+  if (location.hash === "#/login") route();
+  else location.hash = "#/login";
 });
 
 function showBanner(message) {
@@ -38,7 +40,8 @@ async function whoami() {
 async function route() {
   cleanup();
   cleanup = () => {};
-  showBanner("");
+  showBanner(pendingBanner);
+  pendingBanner = "";
   const hash = location.hash.replace(/^#/, "") || "/";
   const signedIn = Boolean(session.token);
   nav.hidden = !signedIn;

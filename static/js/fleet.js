@@ -77,6 +77,7 @@ function card(inst) {
       h("dt", {}, "Last collection"), h("dd", {}, time(inst.last_collected_at)),
       inst.last_collection_error ? [h("dt", {}, "Collection error"), h("dd", { class: "error-text" }, inst.last_collection_error)] : null,
     ),
+    h("p", { class: "muted small spark-caption" }, "CPU, last hour (0–100 %)"),
     h("div", { class: "spark", "data-spark": inst.instance_id, role: "img", "aria-label": "CPU over the last hour" }, h("span", { class: "muted" }, "Loading CPU…")),
   );
 }
