@@ -340,6 +340,30 @@ impl Store for TimedStore {
             .purge(metrics_before, decisions_before, batch)
             .await
     }
+
+    // The series read (issue 14).
+    async fn metric_series(
+        &self,
+        instance: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        step_seconds: i64,
+    ) -> StoreResult<Vec<autoscaler::store::SeriesBucket>> {
+        self.inner
+            .metric_series(instance, from, to, step_seconds)
+            .await
+    }
+    async fn decisions_between(
+        &self,
+        instance: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<autoscaler::store::SeriesDecision>> {
+        self.inner.decisions_between(instance, from, to).await
+    }
+    async fn level_at(&self, instance: Uuid, at: DateTime<Utc>) -> StoreResult<Option<i32>> {
+        self.inner.level_at(instance, at).await
+    }
 }
 
 /// `claim 12 ms ×11 · windows 80 ms ×10 · ...`, for the ops that were called.

@@ -31,6 +31,7 @@ use super::{auth, error, health, instances, metrics, policy};
         policy::put_policy,
         policy::reset_policy,
         policy::backtest,
+        super::series::metric_series,
     ),
     components(schemas(error::ErrorBody, metrics::SimulateInstantResponse, metrics::SimulateProlongedResponse)),
     modifiers(&BearerAuth),

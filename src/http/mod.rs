@@ -2,6 +2,7 @@
 //! The only module that knows axum.
 
 mod auth;
+mod dashboard;
 mod docs;
 mod error;
 mod extract;
@@ -9,6 +10,7 @@ mod health;
 mod instances;
 mod metrics;
 mod policy;
+mod series;
 mod time;
 
 pub use docs::ApiDoc;
@@ -91,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         instances::routes(),
         metrics::routes(),
         policy::routes(),
+        series::routes(),
     ]
     .into_iter()
     .fold(Router::new(), |router, routes| {
@@ -116,7 +119,7 @@ pub fn router(state: AppState) -> Router {
         .max_age(Duration::from_secs(3600));
 
     api.merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", ApiDoc::openapi()))
-        .fallback(not_found)
+        .fallback(dashboard::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

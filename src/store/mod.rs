@@ -347,6 +347,55 @@ pub trait Store: Send + Sync + 'static {
         decisions_before: DateTime<Utc>,
         batch: i64,
     ) -> StoreResult<u64>;
+
+    // The series read (issue 14): chart data for one instance over a span.
+
+    /// The instance's samples with timestamps in [from, to), aggregated per bucket of
+    /// `step_seconds` aligned to `from`, oldest first; empty buckets are left out.
+    async fn metric_series(
+        &self,
+        instance: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        step_seconds: i64,
+    ) -> StoreResult<Vec<SeriesBucket>>;
+    /// The instance's decision rows with timestamps in [from, to), oldest first.
+    async fn decisions_between(
+        &self,
+        instance: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<SeriesDecision>>;
+    /// The level the instance was at just before `at`: the level after the newest
+    /// decision before it, else the level before the oldest one from it on, else
+    /// (no decision at all) its current level. `None` when there is no such instance.
+    async fn level_at(&self, instance: Uuid, at: DateTime<Utc>) -> StoreResult<Option<i32>>;
+}
+
+/// One bucket of an instance's metric series. Averages and maxima skip unknown
+/// values, so a bucket whose samples all lack memory has `None` there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesBucket {
+    /// Start of the bucket.
+    pub start: DateTime<Utc>,
+    pub samples: i64,
+    pub cpu_avg: f64,
+    pub cpu_max: f64,
+    pub memory_avg: Option<f64>,
+    pub memory_max: Option<f64>,
+    pub network_in_avg: Option<f64>,
+    pub network_out_avg: Option<f64>,
+}
+
+/// A decision row as the series read returns it, with the levels it records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesDecision {
+    pub id: Uuid,
+    pub timestamp: DateTime<Utc>,
+    pub decision: String,
+    pub reason: String,
+    pub level_before: i32,
+    pub level_after: i32,
 }
 
 /// Opens the store named by `database_url` (`postgres://...` or `sqlite:...`) and

@@ -1184,6 +1184,71 @@ impl Store for PostgresStore {
             .await?;
         Ok(done.rows_affected())
     }
+
+    // The series read (issue 14).
+
+    async fn metric_series(
+        &self,
+        instance: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        step_seconds: i64,
+    ) -> StoreResult<Vec<SeriesBucket>> {
+        // One range scan of metrics_instance_ts_idx, aggregated in the database:
+        // date_bin puts each sample in the bucket of `step` seconds counted from `from`.
+        let rows: Vec<SeriesRow> = sqlx::query_as(
+            "SELECT date_bin(make_interval(secs => $4), ts, $2) AS start, count(*) AS samples,
+                    avg(cpu_utilization) AS cpu_avg, max(cpu_utilization) AS cpu_max,
+                    avg(memory_usage) AS memory_avg, max(memory_usage) AS memory_max,
+                    avg(network_in)::float8 AS network_in_avg,
+                    avg(network_out)::float8 AS network_out_avg
+             FROM metrics WHERE instance = $1 AND ts >= $2 AND ts < $3
+             GROUP BY 1 ORDER BY 1",
+        )
+        .bind(instance)
+        .bind(from)
+        .bind(to)
+        .bind(step_seconds as f64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn decisions_between(
+        &self,
+        instance: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<SeriesDecision>> {
+        let rows: Vec<SeriesDecisionRow> = sqlx::query_as(
+            "SELECT id, ts, decision, reason, level_before, level_after FROM scaling_decisions
+             WHERE instance = $1 AND ts >= $2 AND ts < $3 AND NOT dry_run
+             ORDER BY ts, id",
+        )
+        .bind(instance)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn level_at(&self, instance: Uuid, at: DateTime<Utc>) -> StoreResult<Option<i32>> {
+        let level: Option<(i32,)> = sqlx::query_as(
+            "SELECT COALESCE(
+                 (SELECT level_after FROM scaling_decisions WHERE instance = $1 AND ts < $2 AND NOT dry_run
+                  ORDER BY ts DESC, id DESC LIMIT 1),
+                 (SELECT level_before FROM scaling_decisions WHERE instance = $1 AND ts >= $2 AND NOT dry_run
+                  ORDER BY ts, id LIMIT 1),
+                 scale_level)
+             FROM instances WHERE id = $1",
+        )
+        .bind(instance)
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(level.map(|(l,)| l))
+    }
 }
 
 impl PostgresStore {
@@ -1220,6 +1285,58 @@ impl PostgresStore {
         add_counts(&mut tx, decisions, &counts).await?;
         tx.commit().await?;
         Ok(deleted)
+    }
+}
+
+use super::{SeriesBucket, SeriesDecision};
+
+#[derive(sqlx::FromRow)]
+struct SeriesRow {
+    start: DateTime<Utc>,
+    samples: i64,
+    cpu_avg: f64,
+    cpu_max: f64,
+    memory_avg: Option<f64>,
+    memory_max: Option<f64>,
+    network_in_avg: Option<f64>,
+    network_out_avg: Option<f64>,
+}
+
+impl From<SeriesRow> for SeriesBucket {
+    fn from(r: SeriesRow) -> Self {
+        SeriesBucket {
+            start: r.start,
+            samples: r.samples,
+            cpu_avg: r.cpu_avg,
+            cpu_max: r.cpu_max,
+            memory_avg: r.memory_avg,
+            memory_max: r.memory_max,
+            network_in_avg: r.network_in_avg,
+            network_out_avg: r.network_out_avg,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SeriesDecisionRow {
+    id: Uuid,
+    ts: DateTime<Utc>,
+    decision: String,
+    reason: String,
+    level_before: i32,
+    level_after: i32,
+}
+
+impl From<SeriesDecisionRow> for SeriesDecision {
+    fn from(r: SeriesDecisionRow) -> Self {
+        SeriesDecision {
+            id: r.id,
+            timestamp: r.ts,
+            decision: r.decision,
+            reason: r.reason,
+            level_before: r.level_before,
+            level_after: r.level_after,
+        }
     }
 }
 

@@ -28,6 +28,7 @@ on_both_databases! {
                 "/api/metrics/{instance_id}",
                 "/api/metrics/decisions/{instance_id}",
                 "/api/metrics/simulate",
+                "/api/metrics/{instance_id}/series",
             ])
         );
         let operations: BTreeSet<(String, &str)> = paths
@@ -50,6 +51,7 @@ on_both_databases! {
                 ("GET".to_owned(), "/api/metrics/{instance_id}"),
                 ("GET".to_owned(), "/api/metrics/decisions/{instance_id}"),
                 ("POST".to_owned(), "/api/metrics/simulate"),
+                ("GET".to_owned(), "/api/metrics/{instance_id}/series"),
             ])
         );
     }

@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod cors;
+mod dashboard;
 mod deletion;
 mod docs;
 mod health;
@@ -15,5 +16,6 @@ mod ownership;
 mod pagination;
 mod races;
 mod request_bodies;
+mod series;
 mod store_contract;
 mod tokens;

@@ -28,7 +28,7 @@ try {
   const title = await page.textContent(".swagger-ui .info .title");
   assert.match(title, /Cloud Resource Autoscaler API/);
   const operations = await page.locator(".opblock").count();
-  assert.equal(operations, 11, "all 11 operations are listed");
+  assert.equal(operations, 12, "all 12 operations are listed");
 
   // Authorize with the token (no "Bearer" prefix, as the README says).
   await page.click("button.authorize");

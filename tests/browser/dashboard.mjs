@@ -1,0 +1,272 @@
+// Drives the dashboard at BASE/ in headless Chromium the way a user would: sign up,
+// register and monitor a mock instance, simulate high load, see the chart and a
+// scale_up marker with its reason, change the policy (an invalid value, then a
+// valid one), run a backtest, stop monitoring and delete the instance. Every step
+// saves a screenshot into SHOTS; any console error or unexpected HTTP error fails
+// the step it belongs to. Steps run on after a failure, so one missing endpoint does
+// not hide the others; the exit status is non-zero if any step failed.
+//
+//   BASE=http://127.0.0.1:5000 SHOTS=target/dashboard-screenshots node dashboard.mjs
+import { chromium } from "playwright-core";
+import assert from "node:assert/strict";
+import { mkdirSync, copyFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+const base = process.env.BASE;
+const shots = resolve(process.env.SHOTS || "target/dashboard-screenshots");
+const docShot = process.env.DOC_SHOT; // where to copy the instance page, for the README
+assert.ok(base, "BASE is required");
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+
+const email = `dash-${Date.now()}@example.com`;
+const instanceId = `mock-dash-${Date.now() % 100000}`;
+const results = [];
+let current = null; // the running step
+const problems = []; // {category, text}
+
+// Errors of the endpoints other workers are adding count against their own steps.
+function categoryOf(url, method) {
+  if (/\/api\/instances\/[^/]+\/policy/.test(url)) return "policy";
+  if (/\/api\/instances\/[^/]+\/backtest/.test(url)) return "backtest";
+  if (method === "DELETE" && /\/api\/instances\/[^/]+\/?$/.test(url)) return "delete";
+  return current?.category ?? "setup";
+}
+
+const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+const page = await context.newPage();
+page.setDefaultTimeout(20000);
+page.on("dialog", (d) => d.accept());
+page.on("pageerror", (e) => problems.push({ category: current?.category ?? "setup", text: `page error: ${e.message}` }));
+page.on("console", (msg) => {
+  if (msg.type() !== "error") return;
+  const url = msg.location()?.url || "";
+  const m = msg.text().match(/status of (\d+)/);
+  // A failed request is judged by the response listener below.
+  if (m && url.includes("/api/")) return;
+  problems.push({ category: categoryOf(url, "GET"), text: `console error: ${msg.text()} ${url}` });
+});
+page.on("response", (r) => {
+  if (r.status() < 400) return;
+  const method = r.request().method();
+  const category = categoryOf(r.url(), method);
+  const allowed = current?.allow?.some((a) => a.status === r.status() && a.url.test(r.url()));
+  if (!allowed) problems.push({ category, text: `HTTP ${r.status()} from ${method} ${r.url()}` });
+});
+
+// STUB_PENDING=1 answers the policy and backtest endpoints in the browser, from
+// their spec, for checking the dashboard before the server has them. Never for CI.
+if (process.env.STUB_PENDING === "1") {
+  const defaults = {
+    mode: "enforce", scale_up_cpu_above: 90, scale_up_memory_above: 90, scale_down_cpu_below: 10,
+    scale_down_memory_below: 20, sustained_ratio: 0.8, window_minutes: 5, min_samples: 3,
+    iqr_multiplier: 1.5, votes_needed: 2, cooldown_seconds: 300, min_level: 1, max_level: 10,
+  };
+  let policy = { ...defaults };
+  let isDefault = true;
+  const json = (route, status, body) => route.fulfill({ status, contentType: "application/json", body: JSON.stringify(body) });
+  await page.route(/\/api\/instances\/[^/]+\/policy$/, async (route) => {
+    const req = route.request();
+    const id = decodeURIComponent(req.url().split("/").at(-2));
+    if (req.method() === "PUT") {
+      const body = req.postDataJSON();
+      if (body.sustained_ratio !== undefined && !(body.sustained_ratio > 0 && body.sustained_ratio <= 1))
+        return json(route, 400, { error: "sustained_ratio must be a number above 0 and at most 1" });
+      policy = { ...policy, ...body };
+      isDefault = false;
+    } else if (req.method() === "DELETE") {
+      policy = { ...defaults };
+      isDefault = true;
+    }
+    return json(route, 200, { instance_id: id, policy, is_default: isDefault });
+  });
+  await page.route(/\/api\/instances\/[^/]+\/backtest$/, async (route) => {
+    const req = route.request();
+    const body = req.postDataJSON();
+    const from = new Date(body.from);
+    const to = new Date(body.to);
+    const at = (f) => new Date(from.getTime() + f * (to - from)).toISOString();
+    const summary = (ups, downs, final) => ({
+      scale_ups: ups, scale_downs: downs, final_level: final, max_level_reached: 3,
+      seconds_at_level: { 1: 2400, 2: 900, 3: 300 }, capacity_hours: 1.4, overload_seconds: 60,
+    });
+    return json(route, 200, {
+      instance_id: decodeURIComponent(req.url().split("/").at(-2)), from: body.from, to: body.to,
+      interval_seconds: 15, ticks: 240, policy: { ...policy, ...body.policy },
+      summary: summary(2, 1, 2), baseline: summary(1, 0, 2),
+      actions: [
+        { timestamp: at(0.5), decision: "scale_up", reason: "Sustained scale up (stub)", level_before: 1, level_after: 2 },
+        { timestamp: at(0.6), decision: "scale_up", reason: "Sustained scale up (stub)", level_before: 2, level_after: 3 },
+        { timestamp: at(0.8), decision: "scale_down", reason: "IQR outlier (stub)", level_before: 3, level_after: 2 },
+      ],
+      actions_truncated: false,
+    });
+  });
+  console.log("STUB_PENDING=1: the policy and backtest endpoints are answered in the browser");
+}
+
+async function step(name, category, fn, allow = [], fullPage = true) {
+  current = { name, category, allow };
+  const file = join(shots, `${String(results.length + 1).padStart(2, "0")}-${name.replace(/[^a-z0-9]+/gi, "-").toLowerCase()}.png`);
+  let error = null;
+  try {
+    await fn();
+  } catch (e) {
+    error = e.message.split("\n")[0];
+  }
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: file, fullPage }).catch(() => {});
+  results.push({ name, category, error, file });
+  current = null;
+}
+
+try {
+  await step("sign up", "auth", async () => {
+    await page.goto(`${base}/`);
+    await page.waitForURL(/#\/login$/);
+    await page.getByRole("link", { name: "Create an account" }).click();
+    await page.getByLabel("Email").fill(email);
+    await page.getByLabel("Password").fill("testpass123");
+    await page.getByRole("button", { name: "Sign up" }).click();
+    await page.getByRole("heading", { name: "Fleet" }).waitFor();
+    await page.getByText(email).waitFor();
+    assert.ok(await page.evaluate(() => sessionStorage.getItem("autoscaler.token")), "token in sessionStorage");
+  });
+
+  await step("register instance", "instance", async () => {
+    await page.getByRole("link", { name: "Register an instance" }).first().click();
+    await page.getByLabel("Instance id").fill(instanceId);
+    await page.getByRole("button", { name: "Register" }).click();
+    await page.getByRole("heading", { name: instanceId }).waitFor();
+    await page.getByText("not monitored").first().waitFor();
+  });
+
+  await step("start monitoring", "instance", async () => {
+    await page.getByRole("button", { name: "Start monitoring" }).click();
+    await page.getByText("Monitoring started successfully").waitFor();
+    await page.getByRole("button", { name: "Stop monitoring" }).waitFor();
+  });
+
+  await step("simulate high load", "instance", async () => {
+    await page.getByLabel("CPU %").fill("95");
+    await page.getByLabel("Memory %").fill("50");
+    await page.getByLabel("Duration (minutes)").fill("10");
+    await page.getByLabel("Interval (seconds)").fill("30");
+    await page.getByRole("button", { name: "Simulate load" }).click();
+    await page.getByText("Created 20 simulated metrics over 10 minutes").waitFor();
+  });
+
+  await step("chart and scale_up marker", "instance", async () => {
+    await page.locator("#series-chart canvas").first().waitFor();
+    // The page refreshes every 15 s; the scaling job (1 s ticks) decides within one.
+    const marker = page.locator("#series-chart .marker.scale_up").first();
+    await marker.waitFor({ timeout: 40000 });
+    const points = Number(await page.locator("#series-chart").getAttribute("data-points"));
+    assert.ok(points >= 10, `chart has ${points} buckets`);
+    await marker.hover();
+    const tip = marker.locator(".tip");
+    await tip.waitFor({ state: "visible" });
+    assert.match(await tip.textContent(), /Scale up at .*Sustained scale up: CPU > 90%/);
+    // Keyboard: the marker is a button; focus shows the same tooltip.
+    await page.mouse.move(0, 0);
+    await marker.focus();
+    await tip.waitFor({ state: "visible" });
+    await page.locator("table.decisions tr.scale_up").first().waitFor();
+    if (docShot) await page.screenshot({ path: docShot });
+  });
+
+  await step("policy rejects an invalid value", "policy", async () => {
+    const form = page.locator("#policy-form");
+    await form.getByLabel("Sustained ratio (0–1)").waitFor();
+    await page.waitForFunction(() => document.querySelector("#policy-form [name=sustained_ratio]").value !== "");
+    await form.getByLabel("Sustained ratio (0–1)").fill("5");
+    await page.getByRole("button", { name: "Save policy" }).click();
+    const error = page.locator("#policy-form [name=sustained_ratio] ~ .field-error");
+    await error.waitFor({ state: "visible" });
+    assert.match(await error.textContent(), /^sustained_ratio /);
+    assert.equal(await form.getByLabel("Sustained ratio (0–1)").getAttribute("aria-invalid"), "true");
+  }, [{ status: 400, url: /\/policy$/ }]);
+
+  await step("policy saves a valid value", "policy", async () => {
+    await page.locator("#policy-form").getByLabel("Sustained ratio (0–1)").fill("0.7");
+    await page.getByRole("button", { name: "Save policy" }).click();
+    await page.locator("#policy-message", { hasText: "Policy saved." }).waitFor();
+    await page.getByText("This instance has its own policy.").waitFor();
+  });
+
+  await step("backtest shows both summaries", "backtest", async () => {
+    await page.locator("#backtest").getByText("1 h", { exact: true }).click();
+    await page.getByRole("button", { name: "Run backtest" }).click();
+    const table = page.locator("#backtest-summary");
+    await table.waitFor();
+    assert.equal(await table.locator("thead th").nth(1).textContent(), "Current policy");
+    assert.equal(await table.locator("thead th").nth(2).textContent(), "Candidate policy");
+    assert.ok((await table.locator("tbody tr").count()) >= 6, "summary rows");
+    await page.locator("#backtest-chart canvas").first().waitFor();
+  });
+
+  await step("phone width", "layout", async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForTimeout(500);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 1, `page scrolls sideways by ${overflow} px at 390 px`);
+    await page.locator("#series-chart canvas").first().waitFor();
+    await page.locator("#chart-h").scrollIntoViewIfNeeded();
+  }, [], false);
+
+  await step("fleet at phone width", "layout", async () => {
+    await page.goto(`${base}/#/`);
+    await page.getByRole("link", { name: instanceId }).waitFor();
+    await page.locator(".spark canvas").first().waitFor();
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 1, `fleet scrolls sideways by ${overflow} px at 390 px`);
+  }, [], false);
+
+  await step("fleet at desktop width", "instance", async () => {
+    await page.setViewportSize({ width: 1280, height: 800 });
+    await page.reload();
+    await page.getByRole("link", { name: instanceId }).waitFor();
+    await page.locator(".spark canvas").first().waitFor();
+    await page.getByText("policy: enforce").first().waitFor();
+  });
+
+  await step("stop monitoring", "instance", async () => {
+    await page.getByRole("link", { name: instanceId }).click();
+    await page.getByRole("button", { name: "Stop monitoring" }).click();
+    await page.getByText("Monitoring stopped successfully").waitFor();
+    await page.getByRole("button", { name: "Start monitoring" }).waitFor();
+  });
+
+  await step("delete instance", "delete", async () => {
+    await page.getByRole("button", { name: "Delete instance" }).click();
+    await page.getByRole("heading", { name: "Fleet" }).waitFor();
+    await page.getByText("No instances yet.").waitFor();
+  });
+} finally {
+  await browser.close();
+}
+
+// Attribute recorded problems to the steps of their category.
+for (const r of results) {
+  const mine = problems.filter((p) => p.category === r.category);
+  if (mine.length && !r.error) r.error = mine[0].text;
+  r.extra = mine.map((p) => p.text);
+}
+const orphans = problems.filter((p) => !results.some((r) => r.category === p.category));
+let failed = orphans.length > 0;
+for (const r of results) {
+  console.log(`${r.error ? "FAIL" : "ok  "} ${r.name}${r.error ? `: ${r.error}` : ""}`);
+  for (const extra of new Set(r.extra)) if (extra !== r.error) console.log(`       also: ${extra}`);
+  console.log(`       screenshot: ${r.file}`);
+  if (r.error) failed = true;
+}
+for (const o of orphans) console.log(`FAIL ${o.category}: ${o.text}`);
+if (docShot) console.log(`README screenshot: ${docShot}`);
+process.exit(failed ? 1 : 0);
