@@ -567,6 +567,7 @@ impl TickRun {
                 instances: a.instances + r.instances,
                 rows: a.rows + r.rows,
                 events: a.events + r.events,
+                ..TickReport::default()
             })
     }
 }

@@ -9,7 +9,9 @@ mod health;
 mod instances;
 mod limit;
 mod metrics;
+mod observe;
 mod time;
+mod webhooks;
 
 pub use docs::ApiDoc;
 pub use error::{ApiError, ErrorBody};
@@ -32,6 +34,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::JwtKeys;
 use crate::config::Settings;
+use crate::signals::Signals;
 use crate::store::Store;
 
 /// Largest request body accepted.
@@ -44,6 +47,8 @@ pub struct AppState {
     pub keys: JwtKeys,
     pub settings: Arc<Settings>,
     pub login_limiter: Arc<LoginLimiter>,
+    /// This application's Prometheus metrics.
+    pub signals: Arc<Signals>,
 }
 
 /// Admission control: at most `permits` requests in flight (others get a fast 503
@@ -91,6 +96,8 @@ pub fn router(state: AppState) -> Router {
         auth::routes(),
         instances::routes(),
         metrics::routes(),
+        observe::routes(),
+        webhooks::routes(),
     ]
     .into_iter()
     .fold(Router::new(), |router, routes| {
@@ -102,11 +109,13 @@ pub fn router(state: AppState) -> Router {
     });
     let cors = CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::OPTIONS])
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
         .allow_headers(Any)
         .max_age(Duration::from_secs(3600));
 
+    let signals = state.signals.clone();
     api.merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", ApiDoc::openapi()))
+        .route_layer(middleware::from_fn(observe::mark_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -115,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
+        .layer(middleware::from_fn_with_state(signals, observe::track))
         .layer(TraceLayer::new_for_http())
         .layer(cors)
 }
