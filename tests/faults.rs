@@ -693,3 +693,47 @@ async fn a_burst_beyond_the_concurrency_limit_gets_fast_503s(db: helpers::Db) {
         "with one slot, concurrent logins must be shed"
     );
 }
+
+/// Readiness follows the database through an outage and a hang (answering 503
+/// within about a second either way) while liveness stays 200 throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reports_a_lost_or_hung_database_and_liveness_does_not() {
+    let Some(app) = ProxiedApp::start(&[("DB_ACQUIRE_TIMEOUT_SECONDS", "5")]).await else {
+        eprintln!("TEST_DATABASE_URL not set: skipped");
+        return;
+    };
+    let ProxiedApp {
+        proxy,
+        base,
+        client,
+        ..
+    } = &app;
+    let probe = |path: &str| call(client.get(format!("{base}/api/health/{path}")));
+    assert_eq!(probe("ready").await, (StatusCode::OK, json!({"status": "ready"})));
+    let unavailable = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"error": "database unavailable"}),
+    );
+
+    for fault in ["cut", "freeze"] {
+        match fault {
+            "cut" => proxy.cut().await,
+            _ => proxy.freeze(true),
+        }
+        let started = Instant::now();
+        assert_eq!(probe("ready").await, unavailable, "{fault}");
+        let waited = started.elapsed();
+        assert!(waited < Duration::from_millis(2500), "{fault}: answered after {waited:?}");
+        assert_eq!(probe("live").await, (StatusCode::OK, json!({"status": "ok"})), "{fault}");
+
+        match fault {
+            "cut" => proxy.restore(),
+            _ => proxy.freeze(false),
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while probe("ready").await.0 != StatusCode::OK {
+            assert!(Instant::now() < deadline, "{fault}: not ready again");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

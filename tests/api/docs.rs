@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::on_both_databases;
 
 on_both_databases! {
-    async fn the_openapi_document_lists_all_11_operations(app) {
+    async fn the_openapi_document_lists_all_19_operations(app) {
         let (status, doc) = app.call(Method::GET, "/api/openapi.json", None, None).await;
 
         assert_eq!(status, StatusCode::OK);
@@ -27,6 +27,13 @@ on_both_databases! {
                 "/api/metrics/{instance_id}",
                 "/api/metrics/decisions/{instance_id}",
                 "/api/metrics/simulate",
+                "/api/health/live",
+                "/api/health/ready",
+                "/metrics",
+                "/api/webhooks",
+                "/api/webhooks/{id}",
+                "/api/webhooks/{id}/deliveries",
+                "/api/webhooks/{id}/test",
             ])
         );
         let operations: BTreeSet<(String, &str)> = paths
@@ -48,6 +55,14 @@ on_both_databases! {
                 ("GET".to_owned(), "/api/metrics/{instance_id}"),
                 ("GET".to_owned(), "/api/metrics/decisions/{instance_id}"),
                 ("POST".to_owned(), "/api/metrics/simulate"),
+                ("GET".to_owned(), "/api/health/live"),
+                ("GET".to_owned(), "/api/health/ready"),
+                ("GET".to_owned(), "/metrics"),
+                ("POST".to_owned(), "/api/webhooks"),
+                ("GET".to_owned(), "/api/webhooks"),
+                ("DELETE".to_owned(), "/api/webhooks/{id}"),
+                ("GET".to_owned(), "/api/webhooks/{id}/deliveries"),
+                ("POST".to_owned(), "/api/webhooks/{id}/test"),
             ])
         );
     }

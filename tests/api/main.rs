@@ -14,4 +14,6 @@ mod ownership;
 mod races;
 mod request_bodies;
 mod store_contract;
+mod signals;
 mod tokens;
+mod webhooks;
