@@ -17,8 +17,8 @@ use crate::config::Settings;
 use crate::http::{self, AppState, LoginLimiter};
 use crate::jobs::Jobs;
 use crate::signals::Signals;
-use crate::webhooks::{self, Deliverer};
 use crate::store::{self, PoolSettings, Store};
+use crate::webhooks::{self, Deliverer};
 
 /// A built application: listener bound, database migrated, ready to serve.
 pub struct Application {

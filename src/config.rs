@@ -135,7 +135,9 @@ impl Settings {
             webhook_allow_private_networks: match var("WEBHOOK_ALLOW_PRIVATE_NETWORKS").as_deref() {
                 None | Some("false") | Some("0") => false,
                 Some("true") | Some("1") => true,
-                Some(v) => bail!("WEBHOOK_ALLOW_PRIVATE_NETWORKS must be true or false (got {v:?})"),
+                Some(v) => {
+                    bail!("WEBHOOK_ALLOW_PRIVATE_NETWORKS must be true or false (got {v:?})")
+                }
             },
         })
     }

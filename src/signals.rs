@@ -239,7 +239,11 @@ impl Signals {
     }
 
     /// Values sampled at scrape time.
-    pub fn set_gauges(&self, monitored_instances: Option<i64>, pool: crate::store::PoolConnections) {
+    pub fn set_gauges(
+        &self,
+        monitored_instances: Option<i64>,
+        pool: crate::store::PoolConnections,
+    ) {
         if let Some(n) = monitored_instances {
             self.monitored_instances.set(n);
         }

@@ -709,7 +709,10 @@ async fn readiness_reports_a_lost_or_hung_database_and_liveness_does_not() {
         ..
     } = &app;
     let probe = |path: &str| call(client.get(format!("{base}/api/health/{path}")));
-    assert_eq!(probe("ready").await, (StatusCode::OK, json!({"status": "ready"})));
+    assert_eq!(
+        probe("ready").await,
+        (StatusCode::OK, json!({"status": "ready"}))
+    );
     let unavailable = (
         StatusCode::SERVICE_UNAVAILABLE,
         json!({"error": "database unavailable"}),
@@ -723,8 +726,15 @@ async fn readiness_reports_a_lost_or_hung_database_and_liveness_does_not() {
         let started = Instant::now();
         assert_eq!(probe("ready").await, unavailable, "{fault}");
         let waited = started.elapsed();
-        assert!(waited < Duration::from_millis(2500), "{fault}: answered after {waited:?}");
-        assert_eq!(probe("live").await, (StatusCode::OK, json!({"status": "ok"})), "{fault}");
+        assert!(
+            waited < Duration::from_millis(2500),
+            "{fault}: answered after {waited:?}"
+        );
+        assert_eq!(
+            probe("live").await,
+            (StatusCode::OK, json!({"status": "ok"})),
+            "{fault}"
+        );
 
         match fault {
             "cut" => proxy.restore(),

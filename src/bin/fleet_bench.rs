@@ -26,13 +26,13 @@ use autoscaler::collect::mock::{self, MockSource};
 use autoscaler::collect::{CollectTarget, MetricSource};
 use autoscaler::jobs::{TickReport, run_collection_tick, run_scaling_tick};
 use autoscaler::model::{
-    DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook, User, Webhook,
-    WebhookDelivery,
+    DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook, User,
+    Webhook, WebhookDelivery,
 };
 use autoscaler::scaling::{Policy, Sample};
 use autoscaler::store::{
-    Backend, CollectionStatus, InstanceCounts, NewInstance, PoolConnections, PoolSettings, PostgresStore,
-    ScalingCandidate, ScalingOutcome, SqliteStore, Store, StoreResult,
+    Backend, CollectionStatus, InstanceCounts, NewInstance, PoolConnections, PoolSettings,
+    PostgresStore, ScalingCandidate, ScalingOutcome, SqliteStore, Store, StoreResult,
 };
 
 /// The service's default intervals (METRICS_INTERVAL_SECONDS, SCALING_INTERVAL_SECONDS).

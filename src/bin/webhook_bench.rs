@@ -104,7 +104,10 @@ async fn main() -> anyhow::Result<()> {
     );
     tokio::spawn(async move { axum::serve(listener, receiver).await });
 
-    let email = format!("webhook-bench-{}@example.com", uuid::Uuid::new_v4().simple());
+    let email = format!(
+        "webhook-bench-{}@example.com",
+        uuid::Uuid::new_v4().simple()
+    );
     let user = store.create_user(&email, "not-a-login").await?;
     let webhook = store
         .create_webhook(
@@ -123,7 +126,11 @@ async fn main() -> anyhow::Result<()> {
     let deliverer = Deliverer::new(true, signals.clone());
     println!(
         "webhook delivery on {}: {} cores",
-        if url.starts_with("sqlite") { "SQLite" } else { "PostgreSQL" },
+        if url.starts_with("sqlite") {
+            "SQLite"
+        } else {
+            "PostgreSQL"
+        },
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
@@ -138,7 +145,10 @@ async fn main() -> anyhow::Result<()> {
     let mut delivered = 0;
     while delivered < args.events {
         let report = run_delivery_tick(store.as_ref(), &deliverer, Utc::now()).await?;
-        anyhow::ensure!(report.retrying + report.failed == 0, "failed deliveries: {report:?}");
+        anyhow::ensure!(
+            report.retrying + report.failed == 0,
+            "failed deliveries: {report:?}"
+        );
         delivered += report.delivered;
     }
     let took = started.elapsed();
@@ -165,7 +175,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while received.load(std::sync::atomic::Ordering::Relaxed) < before + total {
-        anyhow::ensure!(Instant::now() < deadline, "events still undelivered after 30 s");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "events still undelivered after 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     cancel.cancel();

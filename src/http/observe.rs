@@ -36,7 +36,11 @@ pub(super) async fn mark_route(req: Request, next: Next) -> Response {
 
 /// Outermost but for tracing and CORS: counts and times every answer, including the
 /// 503s of admission control and the 404s of unmatched paths.
-pub(super) async fn track(State(signals): State<Arc<Signals>>, req: Request, next: Next) -> Response {
+pub(super) async fn track(
+    State(signals): State<Arc<Signals>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = method_label(req.method());
     let response = next.run(req).await;
@@ -84,7 +88,10 @@ const GAUGE_QUERY_TIMEOUT: Duration = Duration::from_secs(1);
         (status = 401, description = "METRICS_TOKEN is set and the request lacks it",
             body = super::ErrorBody, example = json!({"error": "A valid metrics token is required"})),
     ))]
-pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(expected) = &state.settings.metrics_token {
         let given = headers
             .get(header::AUTHORIZATION)
@@ -126,7 +133,10 @@ mod tests {
     fn trailing_slash_variants_share_a_label() {
         assert_eq!(route_label("/api/instances/"), "/api/instances");
         assert_eq!(route_label("/api/"), "/api");
-        assert_eq!(route_label("/api/metrics/{instance_id}"), "/api/metrics/{instance_id}");
+        assert_eq!(
+            route_label("/api/metrics/{instance_id}"),
+            "/api/metrics/{instance_id}"
+        );
     }
 
     #[test]

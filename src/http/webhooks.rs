@@ -172,7 +172,11 @@ fn parse_events(events: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
 async fn owned_webhook(state: &AppState, user: Uuid, id: &str) -> Result<Webhook, ApiError> {
     let not_found = || ApiError::NotFound("Webhook not found".into());
     let id = Uuid::parse_str(id).map_err(|_| not_found())?;
-    state.store.webhook_of(user, id).await?.ok_or_else(not_found)
+    state
+        .store
+        .webhook_of(user, id)
+        .await?
+        .ok_or_else(not_found)
 }
 
 /// Register a webhook.

@@ -166,7 +166,12 @@ pub async fn run_scaling_tick(
             .iter()
             .filter(|o| o.evaluation.decision != Decision::NoAction)
             .count();
-        let decided = |d| outcomes.iter().filter(|o| o.evaluation.decision == d).count();
+        let decided = |d| {
+            outcomes
+                .iter()
+                .filter(|o| o.evaluation.decision == d)
+                .count()
+        };
         report.scale_ups += decided(Decision::ScaleUp);
         report.scale_downs += decided(Decision::ScaleDown);
         for o in outcomes

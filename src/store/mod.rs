@@ -42,8 +42,8 @@ use uuid::Uuid;
 
 use crate::collect::CollectTarget;
 use crate::model::{
-    DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook, User, Webhook,
-    WebhookDelivery,
+    DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook, User,
+    Webhook, WebhookDelivery,
 };
 use crate::scaling::{Decision, Evaluation, Sample};
 

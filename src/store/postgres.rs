@@ -10,13 +10,13 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
 use uuid::Uuid;
 
 use super::{
-    Backend, CollectionStatus, InstanceCounts, NewInstance, PoolConnections, PoolSettings, ScalingCandidate,
-    ScalingOutcome, Store, StoreResult, applied_level, decision_values,
+    Backend, CollectionStatus, InstanceCounts, NewInstance, PoolConnections, PoolSettings,
+    ScalingCandidate, ScalingOutcome, Store, StoreResult, applied_level, decision_values,
 };
 use crate::collect::CollectTarget;
 use crate::model::{
-    DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook, OutlierType,
-    User, Webhook, WebhookDelivery,
+    DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook,
+    OutlierType, User, Webhook, WebhookDelivery,
 };
 use crate::scaling::{Decision, Sample};
 

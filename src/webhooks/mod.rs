@@ -242,8 +242,13 @@ pub fn spawn_delivery(
                 Ok(report) => {
                     signals.record_tick("webhook_delivery", TickOutcome::Ok, started.elapsed());
                     if report != DeliveryReport::default() {
-                        tracing::debug!(job = "webhook_delivery", delivered = report.delivered,
-                            retrying = report.retrying, failed = report.failed, "webhooks sent");
+                        tracing::debug!(
+                            job = "webhook_delivery",
+                            delivered = report.delivered,
+                            retrying = report.retrying,
+                            failed = report.failed,
+                            "webhooks sent"
+                        );
                     }
                 }
                 Err(e) => {
@@ -275,7 +280,9 @@ mod tests {
     #[test]
     fn secrets_are_whsec_and_32_bytes() {
         let secret = new_secret();
-        let key = BASE64.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+        let key = BASE64
+            .decode(secret.strip_prefix("whsec_").unwrap())
+            .unwrap();
         assert_eq!(key.len(), 32);
         assert_ne!(new_secret(), secret);
     }

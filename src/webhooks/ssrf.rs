@@ -61,7 +61,10 @@ pub async fn check_url(raw: &str, allow_private: bool) -> Result<Url, String> {
     if allow_private {
         return Ok(url);
     }
-    let refused = || "url must not point at a loopback, private, link-local or otherwise internal address".to_string();
+    let refused = || {
+        "url must not point at a loopback, private, link-local or otherwise internal address"
+            .to_string()
+    };
     match host {
         url::Host::Ipv4(ip) if is_forbidden(IpAddr::V4(ip)) => Err(refused()),
         url::Host::Ipv6(ip) if is_forbidden(IpAddr::V6(ip)) => Err(refused()),
@@ -163,7 +166,10 @@ mod tests {
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
         ] {
-            assert!(is_forbidden(ip.parse().unwrap()), "{ip} should be forbidden");
+            assert!(
+                is_forbidden(ip.parse().unwrap()),
+                "{ip} should be forbidden"
+            );
         }
     }
 

@@ -13,7 +13,7 @@ mod metrics;
 mod ownership;
 mod races;
 mod request_bodies;
-mod store_contract;
 mod signals;
+mod store_contract;
 mod tokens;
 mod webhooks;

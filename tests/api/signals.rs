@@ -212,7 +212,11 @@ async fn a_metrics_token_is_required_when_set() {
             req = req.header("authorization", auth);
         }
         let (status, _, body) = crate::helpers::send(req).await;
-        assert_eq!((status, body), (StatusCode::UNAUTHORIZED, missing.clone()), "{auth:?}");
+        assert_eq!(
+            (status, body),
+            (StatusCode::UNAUTHORIZED, missing.clone()),
+            "{auth:?}"
+        );
     }
     let resp = app
         .request(Method::GET, "/metrics")
@@ -242,11 +246,19 @@ async fn each_application_counts_only_its_own_requests() {
     one.call(Method::GET, "/api/", None, None).await;
     let route = [("method", "GET"), ("route", "/api"), ("status", "200")];
     assert_eq!(
-        value(&scrape(&one).await, "autoscaler_http_requests_total", &route),
+        value(
+            &scrape(&one).await,
+            "autoscaler_http_requests_total",
+            &route
+        ),
         Some(1.0)
     );
     assert_eq!(
-        value(&scrape(&two).await, "autoscaler_http_requests_total", &route),
+        value(
+            &scrape(&two).await,
+            "autoscaler_http_requests_total",
+            &route
+        ),
         None
     );
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use autoscaler::jobs::run_scaling_tick;
+use autoscaler::model::{MetricSource, NewMetric};
 use autoscaler::signals::Signals;
 use autoscaler::webhooks::{Deliverer, DeliveryReport, run_delivery_tick};
 use axum::body::Bytes;
@@ -92,7 +93,11 @@ fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<String, Stri
         return Err("timestamp too far from now".into());
     }
     let key = BASE64
-        .decode(secret.strip_prefix("whsec_").ok_or("secret without whsec_")?)
+        .decode(
+            secret
+                .strip_prefix("whsec_")
+                .ok_or("secret without whsec_")?,
+        )
         .map_err(|e| e.to_string())?;
     let mut signed = format!("{id}.{timestamp}.").into_bytes();
     signed.extend_from_slice(body);
@@ -134,7 +139,10 @@ async fn receive(
 impl Receiver {
     async fn start(failures: usize) -> (Receiver, Arc<Mutex<Option<String>>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
+        let url = format!(
+            "http://127.0.0.1:{}/hook",
+            listener.local_addr().unwrap().port()
+        );
         let state = ReceiverState {
             secret: Arc::default(),
             failures,
@@ -337,16 +345,39 @@ on_both_databases_private_ok! {
         let (downs, _) = hooked(&app, &token, 0, json!(["scale_down"])).await;
         let other = app.user("other@example.com").await;
         let (others, _) = hooked(&app, &other, 0, json!(["scale_up", "scale_down"])).await;
-        let now = decide(&app, &token, "mock-down-1", 2.0).await;
+        // Up to level 2, then (past the cooldown) an idle spell takes it back down.
+        let up_at = decide(&app, &token, "mock-updown-1", 95.0).await;
+        let later = up_at + chrono::TimeDelta::minutes(20);
+        let instance = app.instance_uuid("mock-updown-1").await;
+        let idle: Vec<NewMetric> = (0..10)
+            .map(|i| NewMetric {
+                instance,
+                timestamp: later - chrono::TimeDelta::seconds(30 * i),
+                cpu_utilization: 2.0,
+                memory_usage: Some(10.0),
+                network_in: None,
+                network_out: None,
+                source: MetricSource::Simulated,
+            })
+            .collect();
+        app.store.insert_metrics(&idle).await.unwrap();
         // A steady 50 % is no_action: recorded as a decision, never sent.
         decide(&app, &token, "mock-steady-1", 50.0).await;
-        assert_eq!(deliver(&app, now).await.delivered, 1);
-        assert_eq!(ups.received().len(), 0);
-        assert_eq!(others.received().len(), 0);
-        let got = downs.received();
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].body["type"], "scaling.scale_down");
-        assert_eq!(got[0].body["data"]["instance_id"], "mock-down-1");
+        run_scaling_tick(app.store.as_ref(), &app.settings.policy, Duration::from_secs(15), later)
+            .await
+            .unwrap();
+
+        assert_eq!(deliver(&app, later).await.delivered, 2);
+        assert_eq!(others.received().len(), 0, "another user's webhook");
+        let (up, down) = (ups.received(), downs.received());
+        assert_eq!((up.len(), down.len()), (1, 1));
+        assert_eq!(up[0].body["type"], "scaling.scale_up");
+        assert_eq!(down[0].body["type"], "scaling.scale_down");
+        assert_eq!(
+            (down[0].body["data"]["level_before"].as_i64(), down[0].body["data"]["level_after"].as_i64()),
+            (Some(2), Some(1))
+        );
+        assert_eq!(down[0].body["data"]["instance_id"], "mock-updown-1");
     }
 
     async fn a_ping_is_queued_with_202_and_delivered(app) {
@@ -564,7 +595,10 @@ async fn two_servers_on_one_postgres_share_deliveries_without_duplicates() {
     );
     let (one, two) = (one.unwrap(), two.unwrap());
     assert_eq!(one.delivered + two.delivered, 600, "{one:?} {two:?}");
-    assert!(one.delivered > 0 && two.delivered > 0, "both shared the work: {one:?} {two:?}");
+    assert!(
+        one.delivered > 0 && two.delivered > 0,
+        "both shared the work: {one:?} {two:?}"
+    );
     let mut seen: HashMap<String, usize> = HashMap::new();
     for r in receiver.received() {
         *seen.entry(r.id).or_default() += 1;
