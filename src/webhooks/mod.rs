@@ -222,7 +222,16 @@ pub async fn run_delivery_tick(
     }
 }
 
-/// Runs delivery ticks every [`POLL_INTERVAL`] until `cancel` fires.
+/// Delivery ticks one process runs at once. A tick waits for the slowest event of
+/// its batch (up to the 5 s timeout), so while one tick is stuck on a slow
+/// receiver the next poll starts another, and healthy receivers keep getting their
+/// events within a poll interval. Claims lease their events, so concurrent ticks
+/// share work exactly as replicas do.
+pub const CONCURRENT_TICKS: usize = 4;
+
+/// Starts a delivery tick every [`POLL_INTERVAL`] (while fewer than
+/// [`CONCURRENT_TICKS`] are running) until `cancel` fires, then lets the running
+/// ones finish.
 pub fn spawn_delivery(
     store: Arc<dyn Store>,
     deliverer: Deliverer,
@@ -230,6 +239,7 @@ pub fn spawn_delivery(
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let running = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_TICKS));
         let mut interval = tokio::time::interval(POLL_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -237,26 +247,39 @@ pub fn spawn_delivery(
                 _ = cancel.cancelled() => break,
                 _ = interval.tick() => {}
             }
-            let started = Instant::now();
-            match run_delivery_tick(store.as_ref(), &deliverer, Utc::now()).await {
-                Ok(report) => {
-                    signals.record_tick("webhook_delivery", TickOutcome::Ok, started.elapsed());
-                    if report != DeliveryReport::default() {
-                        tracing::debug!(
-                            job = "webhook_delivery",
-                            delivered = report.delivered,
-                            retrying = report.retrying,
-                            failed = report.failed,
-                            "webhooks sent"
+            let Ok(permit) = running.clone().try_acquire_owned() else {
+                continue;
+            };
+            let (store, deliverer, signals) = (store.clone(), deliverer.clone(), signals.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let started = Instant::now();
+                match run_delivery_tick(store.as_ref(), &deliverer, Utc::now()).await {
+                    Ok(report) => {
+                        signals.record_tick("webhook_delivery", TickOutcome::Ok, started.elapsed());
+                        if report != DeliveryReport::default() {
+                            tracing::debug!(
+                                job = "webhook_delivery",
+                                delivered = report.delivered,
+                                retrying = report.retrying,
+                                failed = report.failed,
+                                "webhooks sent"
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        signals.record_tick(
+                            "webhook_delivery",
+                            TickOutcome::Error,
+                            started.elapsed(),
                         );
+                        tracing::error!(job = "webhook_delivery", error = %e, "tick failed; will retry next tick");
                     }
                 }
-                Err(e) => {
-                    signals.record_tick("webhook_delivery", TickOutcome::Error, started.elapsed());
-                    tracing::error!(job = "webhook_delivery", error = %e, "tick failed; will retry next tick");
-                }
-            }
+            });
         }
+        // In-flight attempts finish (and are recorded) before shutdown completes.
+        let _ = running.acquire_many(CONCURRENT_TICKS as u32).await;
         tracing::info!(job = "webhook_delivery", "stopped");
     })
 }
