@@ -15,7 +15,8 @@
 #        (the paged reads report a total; BIG_METRICS=0 skips them)
 # and prints requests/s and latency percentiles, then the cost of one login
 # (argon2) as the mean of LOGINS=20 sequential logins. Installs wrk with apt-get
-# if it is missing. SKIP_BUILD=1 uses the existing target/release/autoscaler.
+# if it is missing. SKIP_BUILD=1 uses the existing target/release/autoscaler;
+# SERVER_BIN=path runs another build (e.g. a copy from before a change, to compare).
 # Figures and their context are in BENCHMARKS.md.
 set -euo pipefail
 
@@ -34,7 +35,7 @@ for tool in curl jq python3; do
     need "$tool" || { echo "$tool is required" >&2; exit 1; }
 done
 
-if [[ -z "${SKIP_BUILD:-}" ]]; then
+if [[ -z "${SKIP_BUILD:-}" && -z "${SERVER_BIN:-}" ]]; then
     cargo build --release --bin autoscaler >&2
 fi
 
@@ -58,7 +59,7 @@ backend=SQLite
 DATABASE_URL="$database_url" \
 JWT_SECRET_KEY="${JWT_SECRET_KEY:-http-load-secret-0123456789abcdef}" \
 HOST=127.0.0.1 PORT="$port" RUN_JOBS=true LOG_DIR="$work/logs" \
-    target/release/autoscaler >"$work/server.log" 2>&1 &
+    "${SERVER_BIN:-${CARGO_TARGET_DIR:-target}/release/autoscaler}" >"$work/server.log" 2>&1 &
 server_pid=$!
 
 for _ in $(seq 1 100); do

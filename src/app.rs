@@ -16,7 +16,9 @@ use crate::collect::{LazySource, MetricSource};
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::jobs::Jobs;
+use crate::signals::Signals;
 use crate::store::{self, PoolSettings, Store};
+use crate::webhooks::{self, Deliverer};
 
 /// A built application: listener bound, database migrated, ready to serve.
 pub struct Application {
@@ -48,6 +50,7 @@ impl Application {
                 auth::LOGIN_WINDOW,
             ),
             settings: settings.clone(),
+            signals: Arc::new(Signals::new()),
         };
         Ok(Application {
             listener,
@@ -88,11 +91,25 @@ impl Application {
                 scaling_interval: self.settings.scaling_interval,
                 metrics_retention_days: self.settings.metrics_retention_days,
                 decisions_retention_days: self.settings.decisions_retention_days,
+                signals: self.state.signals.clone(),
             }
             .spawn(cancel.clone())
         } else {
             Vec::new()
         };
+        let mut jobs = jobs;
+        if self.settings.run_jobs {
+            let deliverer = Deliverer::new(
+                self.settings.webhook_allow_private_networks,
+                self.state.signals.clone(),
+            );
+            jobs.push(webhooks::spawn_delivery(
+                self.state.store.clone(),
+                deliverer,
+                self.state.signals.clone(),
+                cancel.clone(),
+            ));
+        }
         tracing::info!(address = %self.listener.local_addr()?, "listening");
         let app =
             http::router(self.state).into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -40,6 +40,10 @@ pub struct Settings {
     pub login_attempts_per_window: u32,
     /// Run the collection and scaling loops in this process.
     pub run_jobs: bool,
+    /// When set, `GET /metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
+    /// Let webhooks reach loopback and private addresses (tests, private deployments).
+    pub webhook_allow_private_networks: bool,
 }
 
 impl Settings {
@@ -127,6 +131,14 @@ impl Settings {
                 Some("false") | Some("0") => false,
                 Some(v) => bail!("RUN_JOBS must be true or false (got {v:?})"),
             },
+            metrics_token: var("METRICS_TOKEN"),
+            webhook_allow_private_networks: match var("WEBHOOK_ALLOW_PRIVATE_NETWORKS").as_deref() {
+                None | Some("false") | Some("0") => false,
+                Some("true") | Some("1") => true,
+                Some(v) => {
+                    bail!("WEBHOOK_ALLOW_PRIVATE_NETWORKS must be true or false (got {v:?})")
+                }
+            },
         })
     }
 
@@ -181,6 +193,7 @@ mod tests {
             ("MAX_SCALE_LEVEL", "-1"),
             ("DATABASE_URL", "mysql://x"),
             ("JWT_SECRET_KEY", "short"),
+            ("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "maybe"),
         ] {
             let err = settings(&[(name, value)]).unwrap_err();
             assert!(format!("{err:#}").contains(name), "{name}={value}: {err:#}");

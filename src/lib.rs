@@ -14,5 +14,7 @@ pub mod http;
 pub mod jobs;
 pub mod model;
 pub mod scaling;
+pub mod signals;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;

@@ -127,3 +127,75 @@ pub struct DecisionRecord {
     /// Decided in dry-run mode: the levels are the shadow's.
     pub dry_run: bool,
 }
+
+// --- webhooks ---
+
+/// A URL a user wants scaling decisions POSTed to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub url: String,
+    /// The decisions it wants: `scale_up`, `scale_down`.
+    pub events: Vec<String>,
+    pub description: Option<String>,
+    /// `whsec_` + base64 of the signing key.
+    pub secret: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A webhook to create.
+#[derive(Debug, Clone)]
+pub struct NewWebhook {
+    pub user_id: Uuid,
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: Option<String>,
+    pub secret: String,
+}
+
+/// One event in a webhook's outbox and how its delivery is going.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookDelivery {
+    pub id: Uuid,
+    /// `scaling.scale_up`, `scaling.scale_down` or `ping`.
+    pub event_type: String,
+    pub decision: Option<Uuid>,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    /// When a pending event is next tried; `None` once it is settled.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An event claimed for one delivery attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueEvent {
+    pub id: Uuid,
+    pub url: String,
+    pub secret: String,
+    /// The body to send, exactly as signed.
+    pub payload: String,
+    /// Which attempt this is (1 for the first).
+    pub attempt: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The outcome of one attempt, to record on its event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryAttempt {
+    pub id: Uuid,
+    /// The attempt number it was claimed with: a result arriving after the lease
+    /// ran out and someone else claimed the event again is dropped.
+    pub attempt: i32,
+    /// `delivered`, `pending` (retry at `next_attempt_at`) or `failed`.
+    pub status: &'static str,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}

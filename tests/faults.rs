@@ -693,3 +693,203 @@ async fn a_burst_beyond_the_concurrency_limit_gets_fast_503s(db: helpers::Db) {
         "with one slot, concurrent logins must be shed"
     );
 }
+
+/// Readiness follows the database through an outage and a hang (answering 503
+/// within about a second either way) while liveness stays 200 throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reports_a_lost_or_hung_database_and_liveness_does_not() {
+    let Some(app) = ProxiedApp::start(&[("DB_ACQUIRE_TIMEOUT_SECONDS", "5")]).await else {
+        eprintln!("TEST_DATABASE_URL not set: skipped");
+        return;
+    };
+    let ProxiedApp {
+        proxy,
+        base,
+        client,
+        ..
+    } = &app;
+    let probe = |path: &str| call(client.get(format!("{base}/api/health/{path}")));
+    assert_eq!(
+        probe("ready").await,
+        (StatusCode::OK, json!({"status": "ready"}))
+    );
+    let unavailable = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"error": "database unavailable"}),
+    );
+
+    for fault in ["cut", "freeze"] {
+        match fault {
+            "cut" => proxy.cut().await,
+            _ => proxy.freeze(true),
+        }
+        let started = Instant::now();
+        assert_eq!(probe("ready").await, unavailable, "{fault}");
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_millis(2500),
+            "{fault}: answered after {waited:?}"
+        );
+        assert_eq!(
+            probe("live").await,
+            (StatusCode::OK, json!({"status": "ok"})),
+            "{fault}"
+        );
+
+        match fault {
+            "cut" => proxy.restore(),
+            _ => proxy.freeze(false),
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while probe("ready").await.0 != StatusCode::OK {
+            assert!(Instant::now() < deadline, "{fault}: not ready again");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+on_both_databases! {
+    kill_9_mid_delivery_leaves_the_committed_event_to_be_delivered_after_restart =>
+        kill_9_mid_delivery_leaves_the_committed_event_to_be_delivered_after_restart_on_sqlite,
+        kill_9_mid_delivery_leaves_the_committed_event_to_be_delivered_after_restart_on_postgres;
+}
+
+/// A webhook receiver that holds the first request unanswered (the server is killed
+/// meanwhile) and answers 200 to later ones; it notes each request's `webhook-id`
+/// and answer.
+async fn stalling_receiver() -> (
+    String,
+    Arc<std::sync::Mutex<Vec<(String, u16)>>>,
+    Arc<tokio::sync::Notify>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/hook",
+        listener.local_addr().unwrap().port()
+    );
+    let got: Arc<std::sync::Mutex<Vec<(String, u16)>>> = Arc::default();
+    let first = Arc::new(tokio::sync::Notify::new());
+    let (g, f) = (got.clone(), first.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let (g, f) = (g.clone(), f.clone());
+            async move {
+                let id = headers["webhook-id"].to_str().unwrap().to_owned();
+                let stall = g.lock().unwrap().is_empty();
+                g.lock().unwrap().push((id, if stall { 0 } else { 200 }));
+                if stall {
+                    f.notify_one();
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got, first)
+}
+
+/// Makes the leased events due now, as if the dead server's lease had run out.
+async fn expire_leases(database_url: &str) {
+    use sqlx::Connection;
+    if database_url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(database_url).await.unwrap();
+        sqlx::query("UPDATE webhook_events SET next_attempt_at = 0 WHERE status = 'pending'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(database_url).await.unwrap();
+        sqlx::query(
+            "UPDATE webhook_events SET next_attempt_at = now() - interval '1 second'
+             WHERE status = 'pending'",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+}
+
+async fn kill_9_mid_delivery_leaves_the_committed_event_to_be_delivered_after_restart(
+    database_url: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let settings = [
+        ("METRICS_INTERVAL_SECONDS", "1"),
+        ("SCALING_INTERVAL_SECONDS", "1"),
+        ("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true"),
+    ];
+    let mut child = start_binary(dir.path(), database_url, port, &settings);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base).await;
+    let client = reqwest::Client::new();
+    let token = login(&client, &base, "outbox@example.com").await;
+    let auth = format!("Bearer {token}");
+    let (hook, got, first) = stalling_receiver().await;
+    let (status, body) = call(
+        client
+            .post(format!("{base}/api/webhooks"))
+            .header("Authorization", &auth)
+            .json(&json!({"url": hook, "events": ["scale_up"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let webhook = body["webhook"]["id"].as_str().unwrap().to_owned();
+    register_mock(&client, &base, &auth, "mock-outbox").await;
+    call(
+        client
+            .patch(format!("{base}/api/instances/mock-outbox/monitor/start"))
+            .header("Authorization", &auth),
+    )
+    .await;
+    let sim = json!({"instance_id": "mock-outbox", "cpu_utilization": 97.0, "duration_minutes": 10, "interval_seconds": 30});
+    let (status, _) = call(
+        client
+            .post(format!("{base}/api/metrics/simulate"))
+            .header("Authorization", &auth)
+            .json(&sim),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // The decision is committed and its event on the wire: kill -9 now.
+    tokio::time::timeout(Duration::from_secs(15), first.notified())
+        .await
+        .expect("the first delivery attempt arrives");
+    signal(&child, "KILL");
+    let _ = wait_exit(&mut child, Duration::from_secs(5)).await;
+    let store = autoscaler::store::connect(database_url, &Default::default())
+        .await
+        .unwrap();
+    let id: uuid::Uuid = webhook.parse().unwrap();
+    let events = store.webhook_deliveries(id, 10).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (events[0].status.as_str(), events[0].attempts),
+        ("pending", 1)
+    );
+    drop(store);
+    expire_leases(database_url).await;
+
+    let mut child = start_binary(dir.path(), database_url, port, &settings);
+    wait_healthy(&base).await;
+    let url = format!("{base}/api/webhooks/{webhook}/deliveries");
+    let body = get_until(&client, &url, &auth, Duration::from_secs(15), |_, body| {
+        body["deliveries"][0]["status"] == "delivered"
+    })
+    .await;
+    assert_eq!(body["deliveries"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["deliveries"][0]["attempts"], 2);
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].0, got[1].0, "the same webhook-id on the retry");
+    assert_eq!(got[1].1, 200);
+    signal(&child, "TERM");
+    assert!(
+        wait_exit(&mut child, Duration::from_secs(10))
+            .await
+            .success()
+    );
+}

@@ -25,12 +25,15 @@ use uuid::Uuid;
 use autoscaler::collect::mock::{self, MockSource};
 use autoscaler::collect::{CollectTarget, MetricSource};
 use autoscaler::jobs::{TickReport, run_collection_tick, run_scaling_tick};
-use autoscaler::model::{DecisionRecord, Instance, Metric, NewMetric, User};
+use autoscaler::model::{
+    DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook, User,
+    Webhook, WebhookDelivery,
+};
 use autoscaler::scaling::{Policy, PolicyPatch, Sample};
 use autoscaler::store::{
     Backend, CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
-    PageRequest, PoolSettings, PostgresStore, ScalingCandidate, ScalingOutcome, SqliteStore, Store,
-    StoreResult,
+    PageRequest, PoolConnections, PoolSettings, PostgresStore, ScalingCandidate, ScalingOutcome,
+    SqliteStore, Store, StoreResult,
 };
 
 /// The service's default intervals (METRICS_INTERVAL_SECONDS, SCALING_INTERVAL_SECONDS).
@@ -364,6 +367,57 @@ impl Store for TimedStore {
     async fn level_at(&self, instance: Uuid, at: DateTime<Utc>) -> StoreResult<Option<i32>> {
         self.inner.level_at(instance, at).await
     }
+    fn pool_connections(&self) -> PoolConnections {
+        self.inner.pool_connections()
+    }
+    async fn monitored_instances(&self) -> StoreResult<i64> {
+        self.inner.monitored_instances().await
+    }
+
+    // --- webhooks --- (not timed: the fleet ticks do not touch them)
+    async fn create_webhook(&self, new: &NewWebhook, max: i64) -> StoreResult<Option<Webhook>> {
+        self.inner.create_webhook(new, max).await
+    }
+    async fn webhooks_of(&self, user: Uuid) -> StoreResult<Vec<Webhook>> {
+        self.inner.webhooks_of(user).await
+    }
+    async fn webhook_of(&self, user: Uuid, id: Uuid) -> StoreResult<Option<Webhook>> {
+        self.inner.webhook_of(user, id).await
+    }
+    async fn delete_webhook(&self, user: Uuid, id: Uuid) -> StoreResult<bool> {
+        self.inner.delete_webhook(user, id).await
+    }
+    async fn webhook_deliveries(
+        &self,
+        webhook: Uuid,
+        limit: i64,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        self.inner.webhook_deliveries(webhook, limit).await
+    }
+    async fn queue_webhook_event(
+        &self,
+        webhook: Uuid,
+        event_type: &str,
+        payload: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Uuid> {
+        self.inner
+            .queue_webhook_event(webhook, event_type, payload, now)
+            .await
+    }
+    async fn claim_webhook_events(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<DueEvent>> {
+        self.inner
+            .claim_webhook_events(now, lease_until, limit)
+            .await
+    }
+    async fn record_webhook_attempts(&self, attempts: &[DeliveryAttempt]) -> StoreResult<()> {
+        self.inner.record_webhook_attempts(attempts).await
+    }
 }
 
 /// `claim 12 ms ×11 · windows 80 ms ×10 · ...`, for the ops that were called.
@@ -635,6 +689,7 @@ impl TickRun {
                 instances: a.instances + r.instances,
                 rows: a.rows + r.rows,
                 events: a.events + r.events,
+                ..TickReport::default()
             })
     }
 }

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, error, health, instances, metrics, policy};
+use super::{auth, error, health, instances, metrics, observe, policy, webhooks};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -16,6 +16,9 @@ use super::{auth, error, health, instances, metrics, policy};
     ),
     paths(
         health::health,
+        health::live,
+        health::ready,
+        observe::metrics,
         auth::register,
         auth::login,
         auth::me,
@@ -32,15 +35,21 @@ use super::{auth, error, health, instances, metrics, policy};
         policy::reset_policy,
         policy::backtest,
         super::series::metric_series,
+        webhooks::create_webhook,
+        webhooks::list_webhooks,
+        webhooks::delete_webhook,
+        webhooks::list_deliveries,
+        webhooks::test_webhook,
     ),
     components(schemas(error::ErrorBody, metrics::SimulateInstantResponse, metrics::SimulateProlongedResponse)),
     modifiers(&BearerAuth),
     tags(
-        (name = "health", description = "Is the service up"),
+        (name = "health", description = "Is the service up: probes and Prometheus metrics"),
         (name = "auth", description = "Accounts and tokens"),
         (name = "instances", description = "Instances and their monitoring"),
         (name = "metrics", description = "Metrics, scaling decisions and load simulation"),
         (name = "policies", description = "Per-instance scaling policies, dry runs and backtests"),
+        (name = "webhooks", description = "Signed scaling events POSTed to your URLs"),
     )
 )]
 pub struct ApiDoc;
@@ -60,6 +69,10 @@ impl Modify for BearerAuth {
                     .bearer_format("JWT")
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
 }

@@ -1,14 +1,29 @@
-//! `GET /api/`: is the service up.
+//! `GET /api/`: is the service up; and the probes an orchestrator polls:
+//! `GET /api/health/live` (the process serves) and `GET /api/health/ready` (and its
+//! database answers).
+
+use std::time::Duration;
 
 use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::error::ErrorBody;
+
+/// How long readiness waits for the database before calling it unavailable.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
-    vec![("/api/", get(health))]
+    vec![
+        ("/api/", get(health)),
+        ("/api/health/live", get(live)),
+        ("/api/health/ready", get(ready)),
+    ]
 }
 
 /// Health check answer.
@@ -20,6 +35,13 @@ pub struct HealthResponse {
     pub version: &'static str,
 }
 
+/// A probe's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProbeResponse {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
 /// Health check.
 #[utoipa::path(get, path = "/api/", tag = "health",
     responses((status = 200, description = "The API is running", body = HealthResponse)))]
@@ -28,4 +50,45 @@ pub async fn health() -> Json<HealthResponse> {
         message: "Cloud Resource Autoscaler API is running",
         version: "1.0",
     })
+}
+
+/// Liveness: the process serves requests. It never looks at the database, so an
+/// outage does not get healthy replicas restarted.
+#[utoipa::path(get, path = "/api/health/live", tag = "health",
+    responses((status = 200, description = "The process serves", body = ProbeResponse,
+        example = json!({"status": "ok"}))))]
+pub async fn live() -> Json<ProbeResponse> {
+    Json(ProbeResponse { status: "ok" })
+}
+
+/// Readiness: the database answers within a second, so requests can be served.
+#[utoipa::path(get, path = "/api/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "Ready to serve", body = ProbeResponse,
+            example = json!({"status": "ready"})),
+        (status = 503, description = "The database does not answer", body = ErrorBody,
+            example = json!({"error": "database unavailable"})),
+    ))]
+pub async fn ready(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => Json(ProbeResponse { status: "ready" }).into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: the database failed the ping");
+            unavailable()
+        }
+        Err(_) => {
+            tracing::warn!("not ready: the database did not answer within {READY_TIMEOUT:?}");
+            unavailable()
+        }
+    }
+}
+
+fn unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(ErrorBody {
+            error: "database unavailable".into(),
+        }),
+    )
+        .into_response()
 }

@@ -50,6 +50,15 @@ pub struct ListQuery {
     pub page_size: Option<String>,
 }
 
+/// `?limit=N`: how many of the newest entries to return.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LimitQuery {
+    /// A positive integer; larger values are capped.
+    #[param(schema_with = positive_integer)]
+    pub limit: Option<String>,
+}
+
 /// An integer of at least 1 without a declared maximum: a `limit` of any size is
 /// accepted (and capped), so the document must not promise a 64-bit bound.
 fn positive_integer() -> utoipa::openapi::Object {

@@ -9,9 +9,11 @@ mod extract;
 mod health;
 mod instances;
 mod metrics;
+mod observe;
 mod policy;
 mod series;
 mod time;
+mod webhooks;
 
 pub use docs::ApiDoc;
 pub use error::{ApiError, ErrorBody};
@@ -33,6 +35,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::{JwtKeys, LoginLimiter};
 use crate::config::Settings;
+use crate::signals::Signals;
 use crate::store::Store;
 
 /// Largest request body accepted.
@@ -45,6 +48,8 @@ pub struct AppState {
     pub keys: JwtKeys,
     pub settings: Arc<Settings>,
     pub login_limiter: LoginLimiter,
+    /// This application's Prometheus metrics.
+    pub signals: Arc<Signals>,
 }
 
 /// Admission control: at most `permits` requests in flight (others get a fast 503
@@ -94,6 +99,8 @@ pub fn router(state: AppState) -> Router {
         metrics::routes(),
         policy::routes(),
         series::routes(),
+        observe::routes(),
+        webhooks::routes(),
     ]
     .into_iter()
     .fold(Router::new(), |router, routes| {
@@ -118,7 +125,9 @@ pub fn router(state: AppState) -> Router {
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(Duration::from_secs(3600));
 
+    let signals = state.signals.clone();
     api.merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", ApiDoc::openapi()))
+        .route_layer(middleware::from_fn(observe::mark_route))
         .fallback(dashboard::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -127,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
+        .layer(middleware::from_fn_with_state(signals, observe::track))
         .layer(TraceLayer::new_for_http())
         .layer(cors)
 }

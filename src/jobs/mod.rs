@@ -20,6 +20,7 @@ use crate::collect::{CollectTarget, Collected, MetricSource};
 use crate::scaling::{
     Decision, InstanceState, Policy, PolicyMode, PolicyPatch, Sample, decide_scaling,
 };
+use crate::signals::{Signals, TickOutcome};
 use crate::store::{CollectionStatus, ScalingOutcome, Store, StoreResult};
 
 /// Instances claimed, read and written per round trip.
@@ -45,6 +46,13 @@ pub struct TickReport {
     pub rows: usize,
     /// Scale actions applied (scaling) or failed collections (collection).
     pub events: usize,
+    /// Scaling: evaluations that decided to scale up / down (the other instances
+    /// were `no_action`), for the metrics.
+    pub scale_ups: usize,
+    pub scale_downs: usize,
+    /// Collection: the failed collections of real (CloudWatch) instances; the other
+    /// `events` are mock ones.
+    pub cloud_errors: usize,
 }
 
 /// Collects one sample set for every monitored instance not yet collected in the
@@ -69,6 +77,7 @@ pub async fn run_collection_tick(
             collect_some(mock, &mocks, now),
             collect_some(cloud, &reals, now)
         );
+        report.cloud_errors += from_cloud.iter().filter(|c| c.result.is_err()).count();
         collected.extend(from_cloud);
 
         let mut metrics = Vec::with_capacity(collected.len());
@@ -195,6 +204,14 @@ pub async fn run_scaling_tick(
             .iter()
             .filter(|o| o.evaluation.decision != Decision::NoAction)
             .count();
+        let decided = |d| {
+            outcomes
+                .iter()
+                .filter(|o| o.evaluation.decision == d)
+                .count()
+        };
+        report.scale_ups += decided(Decision::ScaleUp);
+        report.scale_downs += decided(Decision::ScaleDown);
         for o in outcomes
             .iter()
             .filter(|o| o.evaluation.decision != Decision::NoAction)
@@ -243,6 +260,8 @@ pub struct Jobs {
     pub scaling_interval: Duration,
     pub metrics_retention_days: i64,
     pub decisions_retention_days: i64,
+    /// Where ticks report their durations, outcomes and counts.
+    pub signals: Arc<Signals>,
 }
 
 /// How often retention runs.
@@ -258,6 +277,12 @@ impl Jobs {
             now,
         )
         .await?;
+        self.signals.record_collection_errors(
+            "mock",
+            report.events.saturating_sub(report.cloud_errors) as u64,
+        );
+        self.signals
+            .record_collection_errors("cloudwatch", report.cloud_errors as u64);
         Ok(format!(
             "{} instances, {} metrics stored, {} failed",
             report.instances, report.rows, report.events
@@ -272,6 +297,15 @@ impl Jobs {
             now,
         )
         .await?;
+        let no_action = report.instances - report.scale_ups - report.scale_downs;
+        for (decision, count) in [
+            ("scale_up", report.scale_ups),
+            ("scale_down", report.scale_downs),
+            ("no_action", no_action),
+        ] {
+            // Dry runs come with a later change; every decision now is real.
+            self.signals.record_decisions(decision, false, count as u64);
+        }
         Ok(format!(
             "{} instances evaluated, {} actions, {} decisions recorded",
             report.instances, report.events, report.rows
@@ -338,7 +372,13 @@ fn every(
                 _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
             }
             let started = std::time::Instant::now();
-            match tick(jobs.clone(), Utc::now()).await {
+            let result = tick(jobs.clone(), Utc::now()).await;
+            let outcome = match &result {
+                Ok(_) => TickOutcome::Ok,
+                Err(_) => TickOutcome::Error,
+            };
+            jobs.signals.record_tick(name, outcome, started.elapsed());
+            match result {
                 Ok(summary) => tracing::debug!(
                     job = name,
                     took_ms = started.elapsed().as_millis() as u64,

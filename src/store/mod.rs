@@ -30,6 +30,13 @@ macro_rules! decision_columns {
     };
 }
 
+/// The columns a webhook row reads.
+macro_rules! webhook_columns {
+    () => {
+        "id, user_id, url, events, description, secret, created_at"
+    };
+}
+
 mod postgres;
 mod sqlite;
 
@@ -43,7 +50,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::collect::CollectTarget;
-use crate::model::{DecisionRecord, Instance, Metric, NewMetric, User};
+use crate::model::{
+    DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook, User,
+    Webhook, WebhookDelivery,
+};
 use crate::scaling::{Decision, Evaluation, PolicyPatch, Sample};
 
 /// Why a store operation failed.
@@ -370,6 +380,52 @@ pub trait Store: Send + Sync + 'static {
     /// decision before it, else the level before the oldest one from it on, else
     /// (no decision at all) its current level. `None` when there is no such instance.
     async fn level_at(&self, instance: Uuid, at: DateTime<Utc>) -> StoreResult<Option<i32>>;
+
+    /// The pool's open and idle connections, for the pool gauge.
+    fn pool_connections(&self) -> PoolConnections;
+    /// Instances with monitoring on, across all users.
+    async fn monitored_instances(&self) -> StoreResult<i64>;
+
+    // --- webhooks ---
+    // Events are queued by `apply_scaling`, in the decisions' own transaction.
+
+    /// Creates a webhook unless its user already has `max_per_user`; `None` then.
+    async fn create_webhook(
+        &self,
+        new: &NewWebhook,
+        max_per_user: i64,
+    ) -> StoreResult<Option<Webhook>>;
+    /// A user's webhooks, oldest first.
+    async fn webhooks_of(&self, user: Uuid) -> StoreResult<Vec<Webhook>>;
+    /// The webhook `id` if `user` owns it.
+    async fn webhook_of(&self, user: Uuid, id: Uuid) -> StoreResult<Option<Webhook>>;
+    /// Deletes the webhook `id` of `user` and its events; false when there was none.
+    async fn delete_webhook(&self, user: Uuid, id: Uuid) -> StoreResult<bool>;
+    /// The newest `limit` events of a webhook, newest first.
+    async fn webhook_deliveries(
+        &self,
+        webhook: Uuid,
+        limit: i64,
+    ) -> StoreResult<Vec<WebhookDelivery>>;
+    /// Queues an event not tied to a decision (a ping), due at `now`; returns its id.
+    async fn queue_webhook_event(
+        &self,
+        webhook: Uuid,
+        event_type: &str,
+        payload: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Uuid>;
+    /// Claims up to `limit` pending events due at `now` for one attempt each: their
+    /// attempt count goes up and they are not due again before `lease_until`, so
+    /// concurrent claimants (replicas) never get the same event for one attempt.
+    async fn claim_webhook_events(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<DueEvent>>;
+    /// Records the outcomes of claimed attempts, in one statement.
+    async fn record_webhook_attempts(&self, attempts: &[DeliveryAttempt]) -> StoreResult<()>;
 }
 
 /// One bucket of an instance's metric series. Averages and maxima skip unknown
@@ -396,6 +452,14 @@ pub struct SeriesDecision {
     pub reason: String,
     pub level_before: i32,
     pub level_after: i32,
+}
+
+/// Connections of a store's pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConnections {
+    /// Open connections, idle or in use.
+    pub size: u32,
+    pub idle: u32,
 }
 
 /// Opens the store named by `database_url` (`postgres://...` or `sqlite:...`) and

@@ -12,11 +12,14 @@ use uuid::Uuid;
 
 use super::{
     Backend, CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
-    PageRequest, PoolSettings, ScalingCandidate, ScalingOutcome, Store, StoreError, StoreResult,
-    applied_level, decision_values,
+    PageRequest, PoolConnections, PoolSettings, ScalingCandidate, ScalingOutcome, Store,
+    StoreError, StoreResult, applied_level, decision_values,
 };
 use crate::collect::CollectTarget;
-use crate::model::{DecisionRecord, Instance, Metric, NewMetric, OutlierType, User};
+use crate::model::{
+    DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook,
+    OutlierType, User, Webhook, WebhookDelivery,
+};
 use crate::scaling::{Decision, PolicyPatch, Sample};
 
 /// The store on PostgreSQL.
@@ -1051,7 +1054,7 @@ impl Store for PostgresStore {
                         $5::float8[], $6::int8[], $7::int8[], $8::text[], $9::text[], $10::int4[],
                         $11::int4[], $12::bool[])",
             )
-            .bind(ids)
+            .bind(&ids)
             .bind(&instances)
             .bind(ts)
             .bind(cpu)
@@ -1065,6 +1068,8 @@ impl Store for PostgresStore {
             .bind(dry)
             .execute(&mut *tx)
             .await?;
+            // webhooks: the outbox events of these decisions, in the same transaction.
+            queue_decision_events(&mut tx, &ids).await?;
             sqlx::query(
                 "UPDATE instances i SET last_decision = u.d, decision_count = i.decision_count + 1
                  FROM UNNEST($1::uuid[], $2::text[]) AS u(id, d)
@@ -1249,6 +1254,195 @@ impl Store for PostgresStore {
         .await?;
         Ok(level.map(|(l,)| l))
     }
+
+    fn pool_connections(&self) -> PoolConnections {
+        PoolConnections {
+            size: self.pool.size(),
+            idle: self.pool.num_idle() as u32,
+        }
+    }
+
+    async fn monitored_instances(&self) -> StoreResult<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM instances WHERE is_monitoring")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
+    // --- webhooks ---
+
+    async fn create_webhook(
+        &self,
+        new: &NewWebhook,
+        max_per_user: i64,
+    ) -> StoreResult<Option<Webhook>> {
+        let mut tx = self.pool.begin().await?;
+        // The user's row lock makes the count and the insert one step, so two
+        // concurrent creations cannot both take the last place.
+        sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+            .bind(new.user_id)
+            .execute(&mut *tx)
+            .await?;
+        let row: Option<WebhookRow> = sqlx::query_as(concat!(
+            "INSERT INTO webhooks (id, user_id, url, events, description, secret)
+             SELECT $1, $2, $3, $4, $5, $6
+             WHERE (SELECT count(*) FROM webhooks WHERE user_id = $2) < $7
+             RETURNING ",
+            webhook_columns!()
+        ))
+        .bind(Uuid::now_v7())
+        .bind(new.user_id)
+        .bind(&new.url)
+        .bind(sqlx::types::Json(&new.events))
+        .bind(&new.description)
+        .bind(&new.secret)
+        .bind(max_per_user)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn webhooks_of(&self, user: Uuid) -> StoreResult<Vec<Webhook>> {
+        let rows: Vec<WebhookRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            webhook_columns!(),
+            " FROM webhooks WHERE user_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn webhook_of(&self, user: Uuid, id: Uuid) -> StoreResult<Option<Webhook>> {
+        let row: Option<WebhookRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            webhook_columns!(),
+            " FROM webhooks WHERE id = $1 AND user_id = $2"
+        ))
+        .bind(id)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn delete_webhook(&self, user: Uuid, id: Uuid) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM webhooks WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        webhook: Uuid,
+        limit: i64,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        let rows: Vec<DeliveryRow> = sqlx::query_as(
+            "SELECT id, event_type, decision, status, attempts, last_status, last_error,
+                    next_attempt_at, delivered_at, created_at
+             FROM webhook_events WHERE webhook = $1
+             ORDER BY created_at DESC, id DESC LIMIT $2",
+        )
+        .bind(webhook)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn queue_webhook_event(
+        &self,
+        webhook: Uuid,
+        event_type: &str,
+        payload: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Uuid> {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO webhook_events (id, webhook, event_type, payload, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(id)
+        .bind(webhook)
+        .bind(event_type)
+        .bind(payload)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn claim_webhook_events(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<DueEvent>> {
+        let rows: Vec<(Uuid, String, String, String, i32, DateTime<Utc>)> = sqlx::query_as(
+            "WITH due AS (
+                 SELECT id FROM webhook_events
+                 WHERE status = 'pending' AND next_attempt_at <= $1
+                 ORDER BY next_attempt_at LIMIT $3
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE webhook_events e SET attempts = e.attempts + 1, next_attempt_at = $2
+             FROM due, webhooks w
+             WHERE e.id = due.id AND w.id = e.webhook
+             RETURNING e.id, w.url, w.secret, e.payload, e.attempts, e.created_at",
+        )
+        .bind(now)
+        .bind(lease_until)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, url, secret, payload, attempt, created_at)| DueEvent {
+                id,
+                url,
+                secret,
+                payload,
+                attempt,
+                created_at,
+            })
+            .collect())
+    }
+
+    async fn record_webhook_attempts(&self, attempts: &[DeliveryAttempt]) -> StoreResult<()> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = attempts.iter().map(|a| a.id).collect();
+        let numbers: Vec<i32> = attempts.iter().map(|a| a.attempt).collect();
+        let statuses: Vec<&str> = attempts.iter().map(|a| a.status).collect();
+        let codes: Vec<Option<i32>> = attempts.iter().map(|a| a.last_status).collect();
+        let errors: Vec<Option<&str>> = attempts.iter().map(|a| a.last_error.as_deref()).collect();
+        let next: Vec<DateTime<Utc>> = attempts.iter().map(|a| a.next_attempt_at).collect();
+        let delivered: Vec<Option<DateTime<Utc>>> =
+            attempts.iter().map(|a| a.delivered_at).collect();
+        sqlx::query(
+            "UPDATE webhook_events e SET status = u.status, last_status = u.code,
+                    last_error = u.error, next_attempt_at = u.next, delivered_at = u.delivered
+             FROM UNNEST($1::uuid[], $2::int4[], $3::text[], $4::int4[], $5::text[],
+                         $6::timestamptz[], $7::timestamptz[])
+                  AS u(id, attempt, status, code, error, next, delivered)
+             WHERE e.id = u.id AND e.attempts = u.attempt AND e.status = 'pending'",
+        )
+        .bind(ids)
+        .bind(numbers)
+        .bind(statuses)
+        .bind(codes)
+        .bind(errors)
+        .bind(next)
+        .bind(delivered)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
 }
 
 impl PostgresStore {
@@ -1338,6 +1532,95 @@ impl From<SeriesDecisionRow> for SeriesDecision {
             level_after: r.level_after,
         }
     }
+}
+
+// --- webhooks ---
+
+#[derive(sqlx::FromRow)]
+struct WebhookRow {
+    id: Uuid,
+    user_id: Uuid,
+    url: String,
+    events: sqlx::types::Json<Vec<String>>,
+    description: Option<String>,
+    secret: String,
+    created_at: DateTime<Utc>,
+}
+
+impl From<WebhookRow> for Webhook {
+    fn from(r: WebhookRow) -> Self {
+        Webhook {
+            id: r.id,
+            user_id: r.user_id,
+            url: r.url,
+            events: r.events.0,
+            description: r.description,
+            secret: r.secret,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    id: Uuid,
+    event_type: String,
+    decision: Option<Uuid>,
+    status: String,
+    attempts: i32,
+    last_status: Option<i32>,
+    last_error: Option<String>,
+    next_attempt_at: DateTime<Utc>,
+    delivered_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<DeliveryRow> for WebhookDelivery {
+    fn from(r: DeliveryRow) -> Self {
+        let pending = r.status == "pending";
+        WebhookDelivery {
+            id: r.id,
+            event_type: r.event_type,
+            decision: r.decision,
+            status: r.status,
+            attempts: r.attempts,
+            last_status: r.last_status,
+            last_error: r.last_error,
+            next_attempt_at: pending.then_some(r.next_attempt_at),
+            delivered_at: r.delivered_at,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// Queues one event per matching webhook of the instance's owner for each of the
+/// just-written decisions `ids` that is an action, in the caller's transaction: one
+/// set-based INSERT ... SELECT, the payload built from the stored rows.
+async fn queue_decision_events(tx: &mut sqlx::PgConnection, ids: &[Uuid]) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO webhook_events (id, webhook, decision, event_type, payload,
+                next_attempt_at, created_at)
+         SELECT gen_random_uuid(), w.id, d.id, 'scaling.' || d.decision,
+                jsonb_build_object(
+                    'type', 'scaling.' || d.decision,
+                    'timestamp', to_char(d.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                    'data', jsonb_build_object(
+                        'instance_id', i.instance_id, 'decision', d.decision,
+                        'reason', d.reason, 'level_before', d.level_before,
+                        'level_after', d.level_after, 'dry_run', d.dry_run,
+                        'cpu_utilization', d.cpu_utilization, 'memory_usage', d.memory_usage,
+                        'network_in', d.network_in, 'network_out', d.network_out,
+                        'decision_id', d.id))::text,
+                d.ts, d.ts
+         FROM scaling_decisions d
+         JOIN instances i ON i.id = d.instance
+         JOIN webhooks w ON w.user_id = i.user_id AND w.events ? d.decision
+         WHERE d.id = ANY($1) AND d.decision IN ('scale_up', 'scale_down')",
+    )
+    .bind(ids)
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -29,6 +29,15 @@ on_both_databases! {
                 "/api/metrics/decisions/{instance_id}",
                 "/api/metrics/simulate",
                 "/api/metrics/{instance_id}/series",
+                "/api/health/live",
+                "/api/health/ready",
+                "/metrics",
+                "/api/webhooks",
+                "/api/webhooks/{id}",
+                "/api/webhooks/{id}/deliveries",
+                "/api/webhooks/{id}/test",
+                "/api/instances/{instance_id}/policy",
+                "/api/instances/{instance_id}/backtest",
             ])
         );
         let operations: BTreeSet<(String, &str)> = paths
@@ -52,6 +61,18 @@ on_both_databases! {
                 ("GET".to_owned(), "/api/metrics/decisions/{instance_id}"),
                 ("POST".to_owned(), "/api/metrics/simulate"),
                 ("GET".to_owned(), "/api/metrics/{instance_id}/series"),
+                ("GET".to_owned(), "/api/health/live"),
+                ("GET".to_owned(), "/api/health/ready"),
+                ("GET".to_owned(), "/metrics"),
+                ("POST".to_owned(), "/api/webhooks"),
+                ("GET".to_owned(), "/api/webhooks"),
+                ("DELETE".to_owned(), "/api/webhooks/{id}"),
+                ("GET".to_owned(), "/api/webhooks/{id}/deliveries"),
+                ("POST".to_owned(), "/api/webhooks/{id}/test"),
+                ("GET".to_owned(), "/api/instances/{instance_id}/policy"),
+                ("PUT".to_owned(), "/api/instances/{instance_id}/policy"),
+                ("DELETE".to_owned(), "/api/instances/{instance_id}/policy"),
+                ("POST".to_owned(), "/api/instances/{instance_id}/backtest"),
             ])
         );
     }

@@ -17,5 +17,7 @@ mod pagination;
 mod races;
 mod request_bodies;
 mod series;
+mod signals;
 mod store_contract;
 mod tokens;
+mod webhooks;
