@@ -363,7 +363,7 @@ mod tests {
             "from must be before to"
         );
         assert_eq!(
-            err(json!({"from": "2026-09-02T23:59:59Z", "to": "2026-12-01T00:00:00Z"})),
+            err(json!({"from": "2026-09-01T23:59:59Z", "to": "2026-12-01T00:00:00Z"})),
             "from must be at most 90 days before to"
         );
         assert!(

@@ -14,6 +14,7 @@ mod login_limit;
 mod metrics;
 mod ownership;
 mod pagination;
+mod policies;
 mod races;
 mod request_bodies;
 mod series;
