@@ -22,6 +22,8 @@ fn fresh_instance(instance_id: &str, region: &str, is_mock: bool) -> Value {
         "created_at": "<timestamp>",
         "last_collected_at": null,
         "last_collection_error": null,
+        "policy_mode": "enforce",
+        "recommended_scale_level": 1,
     })
 }
 

@@ -336,6 +336,7 @@ on_both_databases! {
                     "reason": "<reason>",
                     "level_before": 1,
                     "level_after": 2,
+                    "dry_run": false,
                 }],
                 "pagination": first_page(50, 1),
             })
