@@ -48,7 +48,7 @@ const HOT_EVERY: usize = 100;
 
 const USAGE: &str = "\
 usage: fleet-bench [--instances N] [--samples S] [--ticks T] [--database-url URL]
-                   [--replicas 1|2] [--keep]
+                   [--replicas 1|2] [--own-policies] [--keep]
 
   --instances N       monitored mock instances to seed (default 10000)
   --samples S         samples per instance in the scaling window (default 10)
@@ -57,6 +57,8 @@ usage: fleet-bench [--instances N] [--samples S] [--ticks T] [--database-url URL
                       on PostgreSQL a fresh database is created beside the one named
   --replicas R        1, or 2 on PostgreSQL: two stores (two pools) run each tick
                       concurrently; checks they share it without duplicates
+  --own-policies      give every other instance a policy of its own (other thresholds
+                      and cooldown), which each claim hands to the engine
   --keep              keep the database afterwards (for EXPLAIN ANALYZE)";
 
 #[derive(Debug)]
@@ -66,6 +68,7 @@ struct Args {
     ticks: usize,
     database_url: Option<String>,
     replicas: usize,
+    own_policies: bool,
     keep: bool,
 }
 
@@ -76,6 +79,7 @@ fn parse_args() -> anyhow::Result<Args> {
         ticks: 5,
         database_url: None,
         replicas: 1,
+        own_policies: false,
         keep: false,
     };
     let mut it = std::env::args().skip(1);
@@ -93,6 +97,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--replicas" => args.replicas = number(&flag, value(&flag)?)?,
             "--database-url" => args.database_url = Some(value(&flag)?),
             "--keep" => args.keep = true,
+            "--own-policies" => args.own_policies = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -871,6 +876,18 @@ async fn run(args: &Args, db: &Database) -> anyhow::Result<()> {
 
     let seeding = Instant::now();
     let mut ids = seed_instances(store, args.instances).await?;
+    if args.own_policies {
+        let own = PolicyPatch::from_json(&serde_json::json!({
+            "scale_up_cpu_above": 85, "cooldown_seconds": 600
+        }))?;
+        for id in ids.iter().step_by(2) {
+            store.set_policy(*id, Some(&own), false).await?;
+        }
+        println!(
+            "{} instances have a policy of their own",
+            ids.len().div_ceil(2)
+        );
+    }
     let instances_took = seeding.elapsed();
     // Both stores claim in id order, so that is the order in which the collection
     // tick writes each time slice of metrics: seed them the same way.
