@@ -17,7 +17,7 @@ use super::{ApiError, AppState};
 use crate::jobs::effective_policy;
 use crate::model::Instance;
 use crate::scaling::replay::{Replay, ReplayAction, ReplaySummary};
-use crate::scaling::{Policy, PolicyError, PolicyPatch};
+use crate::scaling::{Policy, PolicyError, PolicyPatch, Sample};
 
 pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
@@ -28,6 +28,9 @@ pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api/instances/{instance_id}/backtest", post(backtest)),
     ]
 }
+
+/// Samples handed to the replay threads at a time.
+const REPLAY_CHUNK: usize = 2048;
 
 /// Longest span a backtest replays.
 pub const MAX_BACKTEST_SPAN: TimeDelta = TimeDelta::days(90);
@@ -293,20 +296,45 @@ pub async fn backtest(
         let start = request.start_level.unwrap_or(policy.min_level);
         Replay::new(policy.clone(), start, request.from, request.to, interval)
     };
-    let (mut candidate_run, mut baseline_run) = (replay(&candidate), replay(&current));
-    // Read in order and slide the window: memory follows the window, not the span.
+    // The two replays run on blocking threads, fed in chunks as the history streams
+    // in: the read and both replays overlap, and memory stays at the window plus a
+    // few chunks whatever the span.
+    let same = candidate == current;
+    let mut feeds = Vec::new();
+    let mut runs = Vec::new();
+    for policy in if same { vec![&candidate] } else { vec![&candidate, &current] } {
+        let (feed, mut chunks) = tokio::sync::mpsc::channel::<std::sync::Arc<[Sample]>>(4);
+        let mut run = replay(policy);
+        feeds.push(feed);
+        runs.push(tokio::task::spawn_blocking(move || {
+            while let Some(chunk) = chunks.blocking_recv() {
+                for sample in chunk.iter() {
+                    run.push(*sample);
+                }
+            }
+            run.finish()
+        }));
+    }
     let lead = candidate.window.max(current.window);
     let mut samples = state
         .store
-        .history(instance.id, request.from - lead, request.to);
-    while let Some(sample) = samples.next().await {
-        let sample = sample?;
-        baseline_run.push(sample);
-        candidate_run.push(sample);
+        .history(instance.id, request.from - lead, request.to)
+        .chunks(REPLAY_CHUNK);
+    while let Some(chunk) = samples.next().await {
+        let chunk: std::sync::Arc<[Sample]> = chunk.into_iter().collect::<Result<_, _>>()?;
+        for feed in &feeds {
+            // A replay thread only stops early by panicking; the join below says so.
+            let _ = feed.send(chunk.clone()).await;
+        }
     }
     drop(samples);
-    let report = candidate_run.finish();
-    let baseline = baseline_run.finish();
+    drop(feeds);
+    let mut reports = Vec::new();
+    for run in runs {
+        reports.push(run.await.map_err(|e| ApiError::Internal(e.into()))?);
+    }
+    let report = reports.swap_remove(0);
+    let baseline = reports.pop().unwrap_or_else(|| report.clone());
     Ok(Json(BacktestResponse {
         instance_id: instance.instance_id,
         from: request.from,
