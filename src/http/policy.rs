@@ -302,7 +302,11 @@ pub async fn backtest(
     let same = candidate == current;
     let mut feeds = Vec::new();
     let mut runs = Vec::new();
-    for policy in if same { vec![&candidate] } else { vec![&candidate, &current] } {
+    for policy in if same {
+        vec![&candidate]
+    } else {
+        vec![&candidate, &current]
+    } {
         let (feed, mut chunks) = tokio::sync::mpsc::channel::<std::sync::Arc<[Sample]>>(4);
         let mut run = replay(policy);
         feeds.push(feed);

@@ -668,17 +668,35 @@ impl Store for PostgresStore {
 
     async fn insert_metrics(&self, metrics: &[NewMetric]) -> StoreResult<Vec<Metric>> {
         let stored: Vec<Metric> = metrics.iter().map(super::to_stored).collect();
-        let mut tx = self.pool.begin().await?;
-        let instances: Vec<Uuid> = tally(metrics.iter().map(|m| m.instance))
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        if lock_instances(&mut tx, &instances).await?.len() < instances.len() {
-            return Err(StoreError::Gone);
-        }
-        let counts = MetricColumns::new(&stored, metrics).insert(&mut tx).await?;
-        add_counts(&mut tx, false, &counts).await?;
-        tx.commit().await?;
+        let c = MetricColumns::new(&stored, metrics);
+        // One statement, atomic on its own and without BEGIN and COMMIT round trips:
+        // the rows and their instance's count. It updates its instances in plan order,
+        // which is safe for what calls it (a simulation: one instance); a batch over
+        // many instances that runs beside the jobs goes through `record_collection`,
+        // which locks in key order first. An instance deleted meanwhile fails the
+        // foreign key: `Gone`.
+        sqlx::query(
+            "WITH ins AS (
+                 INSERT INTO metrics (id, instance, ts, cpu_utilization, memory_usage, network_in,
+                                      network_out, source)
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::float8[],
+                                      $5::float8[], $6::int8[], $7::int8[], $8::text[])
+                 ON CONFLICT (instance, ts) WHERE source = 'cloudwatch' DO NOTHING
+                 RETURNING instance)
+             UPDATE instances i SET metric_count = i.metric_count + c.n
+             FROM (SELECT instance, count(*) AS n FROM ins GROUP BY instance) AS c
+             WHERE i.id = c.instance",
+        )
+        .bind(c.ids)
+        .bind(c.instances)
+        .bind(c.ts)
+        .bind(c.cpu)
+        .bind(c.memory)
+        .bind(c.net_in)
+        .bind(c.net_out)
+        .bind(c.source)
+        .execute(&self.pool)
+        .await?;
         Ok(stored)
     }
 

@@ -307,15 +307,17 @@ fn convert<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> StoreResult<Ve
     rows.into_iter().map(T::try_from).collect()
 }
 
-/// Inserts metrics given as one JSON array of rows and returns how many each
-/// instance got: a CloudWatch datapoint already stored is skipped, and so are the
-/// metrics of an instance deleted since a tick claimed it (within the statement,
-/// which holds the write lock, no delete can come in between).
+/// Inserts metrics given as one JSON array of rows, in one statement (atomic; the
+/// instances' counts follow by trigger). A CloudWatch datapoint already stored is
+/// skipped. With `skip_gone` the metrics of an instance deleted since a tick claimed
+/// it are skipped too (within the statement, which holds the write lock, no delete
+/// can come in between); without it they fail the whole statement (`Gone`).
 async fn insert_metric_rows(
     conn: &mut sqlx::SqliteConnection,
     stored: &[Metric],
     new: &[NewMetric],
-) -> StoreResult<Vec<(String, i64)>> {
+    skip_gone: bool,
+) -> StoreResult<()> {
     let rows: Vec<serde_json::Value> = stored
         .iter()
         .zip(new)
@@ -333,43 +335,17 @@ async fn insert_metric_rows(
         })
         .collect();
     // The WHERE clause also keeps SQLite from reading ON CONFLICT as a join constraint.
-    let inserted: Vec<(String,)> = sqlx::query_as(
+    let sql = if skip_gone {
         "INSERT INTO metrics (id, instance, ts, cpu_utilization, memory_usage, network_in, network_out, source)
          SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7
          FROM json_each(?1) WHERE EXISTS (SELECT 1 FROM instances WHERE id = value->>1)
-         ON CONFLICT (instance, ts) WHERE source = 'cloudwatch' DO NOTHING
-         RETURNING instance",
-    )
-    .bind(serde_json::Value::Array(rows).to_string())
-    .fetch_all(conn)
-    .await?;
-    let mut counts = std::collections::HashMap::<String, i64>::new();
-    for (instance,) in inserted {
-        *counts.entry(instance).or_default() += 1;
-    }
-    Ok(counts.into_iter().collect())
-}
-
-/// Adds each delta to the `metric_count` (or with `decisions`, `decision_count`) of
-/// its instance.
-async fn add_counts(
-    conn: &mut sqlx::SqliteConnection,
-    decisions: bool,
-    counts: &[(String, i64)],
-) -> StoreResult<()> {
-    if counts.is_empty() {
-        return Ok(());
-    }
-    let sql = if decisions {
-        "UPDATE instances SET decision_count = decision_count + u.n
-         FROM (SELECT value->>0 AS id, value->>1 AS n FROM json_each(?1)) AS u
-         WHERE instances.id = u.id"
+         ON CONFLICT (instance, ts) WHERE source = 'cloudwatch' DO NOTHING"
     } else {
-        "UPDATE instances SET metric_count = metric_count + u.n
-         FROM (SELECT value->>0 AS id, value->>1 AS n FROM json_each(?1)) AS u
-         WHERE instances.id = u.id"
+        "INSERT INTO metrics (id, instance, ts, cpu_utilization, memory_usage, network_in, network_out, source)
+         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7
+         FROM json_each(?1) WHERE true
+         ON CONFLICT (instance, ts) WHERE source = 'cloudwatch' DO NOTHING"
     };
-    let rows: Vec<serde_json::Value> = counts.iter().map(|(id, n)| json!([id, n])).collect();
     sqlx::query(sql)
         .bind(serde_json::Value::Array(rows).to_string())
         .execute(conn)
@@ -553,28 +529,9 @@ impl Store for SqliteStore {
 
     async fn insert_metrics(&self, metrics: &[NewMetric]) -> StoreResult<Vec<Metric>> {
         let stored: Vec<Metric> = metrics.iter().map(super::to_stored).collect();
-        let mut tx = self.pool.begin().await?;
-        let counts = insert_metric_rows(&mut tx, &stored, metrics).await?;
-        // An instance that got no rows is gone, or all its rows were CloudWatch
-        // datapoints stored before: ask (the write lock is held by now, so this
-        // read cannot race a delete) and refuse rather than report rows not written.
-        let mut silent: Vec<String> = metrics.iter().map(|m| m.instance.to_string()).collect();
-        silent.sort_unstable();
-        silent.dedup();
-        silent.retain(|id| !counts.iter().any(|(c, _)| c == id));
-        if !silent.is_empty() {
-            let (found,): (i64,) = sqlx::query_as(
-                "SELECT count(*) FROM instances WHERE id IN (SELECT value FROM json_each(?1))",
-            )
-            .bind(serde_json::to_string(&silent).unwrap_or_default())
-            .fetch_one(&mut *tx)
-            .await?;
-            if found < silent.len() as i64 {
-                return Err(StoreError::Gone);
-            }
-        }
-        add_counts(&mut tx, false, &counts).await?;
-        tx.commit().await?;
+        let mut conn = self.pool.acquire().await?;
+        // One statement: the write lock is held once, briefly.
+        insert_metric_rows(&mut conn, &stored, metrics, false).await?;
         Ok(stored)
     }
 
@@ -589,17 +546,13 @@ impl Store for SqliteStore {
             .bind(instance.to_string())
             .execute(&mut *tx)
             .await?;
-        let inserted: i64 = insert_metric_rows(&mut tx, &stored, metrics)
-            .await?
-            .iter()
-            .map(|(_, n)| n)
-            .sum();
-        let done = sqlx::query("UPDATE instances SET metric_count = ?2 WHERE id = ?1")
-            .bind(instance.to_string())
-            .bind(inserted)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
+        insert_metric_rows(&mut tx, &stored, metrics, false).await?;
+        let (exists,): (bool,) =
+            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM instances WHERE id = ?1)")
+                .bind(instance.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+        if !exists {
             return Err(StoreError::Gone);
         }
         tx.commit().await?;
@@ -765,41 +718,33 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let stored: Vec<Metric> = metrics.iter().map(super::to_stored).collect();
         let mut tx = self.pool.begin().await?;
-        let mut counts: std::collections::HashMap<String, i64> = if stored.is_empty() {
-            Default::default()
-        } else {
-            insert_metric_rows(&mut tx, &stored, metrics)
-                .await?
-                .into_iter()
-                .collect()
-        };
+        if !stored.is_empty() {
+            insert_metric_rows(&mut tx, &stored, metrics, true).await?;
+        }
         if !statuses.is_empty() {
             let rows: Vec<serde_json::Value> = statuses
                 .iter()
                 .map(|s| {
-                    let id = s.instance.to_string();
-                    let added = counts.remove(&id).unwrap_or(0);
-                    json!([id, s.last_collected_at.map(micros), s.error, added])
+                    json!([
+                        s.instance.to_string(),
+                        s.last_collected_at.map(micros),
+                        s.error
+                    ])
                 })
                 .collect();
             sqlx::query(
                 "UPDATE instances
                  SET last_collected_at = coalesce(u.at, instances.last_collected_at),
-                     last_collection_error = u.err,
-                     metric_count = metric_count + u.n
-                 FROM (SELECT value->>0 AS id, value->>1 AS at, value->>2 AS err, value->>3 AS n
+                     last_collection_error = u.err
+                 FROM (SELECT value->>0 AS id, value->>1 AS at, value->>2 AS err
                        FROM json_each(?1)) AS u
                  WHERE instances.id = u.id
-                   AND (u.at IS NOT NULL OR u.n <> 0
-                        OR instances.last_collection_error IS NOT u.err)",
+                   AND (u.at IS NOT NULL OR instances.last_collection_error IS NOT u.err)",
             )
             .bind(serde_json::Value::Array(rows).to_string())
             .execute(&mut *tx)
             .await?;
         }
-        // Metrics of an instance without a status (not what the jobs send).
-        let rest: Vec<(String, i64)> = counts.into_iter().collect();
-        add_counts(&mut tx, false, &rest).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -972,7 +917,7 @@ impl Store for SqliteStore {
             // webhooks: the outbox events of these decisions, in the same transaction.
             queue_decision_events(&mut tx, &records).await?;
             sqlx::query(
-                "UPDATE instances SET last_decision = u.d, decision_count = decision_count + 1
+                "UPDATE instances SET last_decision = u.d
                  FROM (SELECT value->>1 AS id, value->>7 AS d FROM json_each(?1)) AS u
                  WHERE instances.id = u.id",
             )
@@ -1009,9 +954,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<u64> {
         let metrics = self
             .purge_rows(
-                "DELETE FROM metrics WHERE id IN (SELECT id FROM metrics WHERE ts < ?1 LIMIT ?2 + 0)
-                 RETURNING instance",
-                false,
+                "DELETE FROM metrics WHERE id IN (SELECT id FROM metrics WHERE ts < ?1 LIMIT ?2 + 0)",
                 metrics_before,
                 batch,
             )
@@ -1019,9 +962,7 @@ impl Store for SqliteStore {
         let decisions = self
             .purge_rows(
                 "DELETE FROM scaling_decisions
-                 WHERE id IN (SELECT id FROM scaling_decisions WHERE ts < ?1 LIMIT ?2 + 0)
-                 RETURNING instance",
-                true,
+                 WHERE id IN (SELECT id FROM scaling_decisions WHERE ts < ?1 LIMIT ?2 + 0)",
                 decisions_before,
                 batch,
             )
@@ -1338,30 +1279,20 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Runs one batch `delete` (binding `before` and `batch`, returning each deleted
-    /// row's instance) and takes the rows off their instances' counts, in one
-    /// transaction.
+    /// Runs one batch `delete` (binding `before` and `batch`); the counts follow by
+    /// trigger.
     async fn purge_rows(
         &self,
         delete: &'static str,
-        decisions: bool,
         before: DateTime<Utc>,
         batch: i64,
     ) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await?;
-        let gone: Vec<(String,)> = sqlx::query_as(delete)
+        let done = sqlx::query(delete)
             .bind(micros(before))
             .bind(batch)
-            .fetch_all(&mut *tx)
+            .execute(&self.pool)
             .await?;
-        let mut counts = std::collections::HashMap::<String, i64>::new();
-        for (instance,) in &gone {
-            *counts.entry(instance.clone()).or_default() -= 1;
-        }
-        let counts: Vec<(String, i64)> = counts.into_iter().collect();
-        add_counts(&mut tx, decisions, &counts).await?;
-        tx.commit().await?;
-        Ok(gone.len() as u64)
+        Ok(done.rows_affected())
     }
 }
 
