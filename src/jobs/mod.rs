@@ -47,9 +47,12 @@ pub struct TickReport {
     /// Scale actions applied (scaling) or failed collections (collection).
     pub events: usize,
     /// Scaling: evaluations that decided to scale up / down (the other instances
-    /// were `no_action`), for the metrics.
+    /// were `no_action`), for the metrics; and of all these, the dry runs'.
     pub scale_ups: usize,
     pub scale_downs: usize,
+    pub dry_runs: usize,
+    pub dry_scale_ups: usize,
+    pub dry_scale_downs: usize,
     /// Collection: the failed collections of real (CloudWatch) instances; the other
     /// `events` are mock ones.
     pub cloud_errors: usize,
@@ -204,14 +207,17 @@ pub async fn run_scaling_tick(
             .iter()
             .filter(|o| o.evaluation.decision != Decision::NoAction)
             .count();
-        let decided = |d| {
+        let decided = |d, dry: bool| {
             outcomes
                 .iter()
-                .filter(|o| o.evaluation.decision == d)
+                .filter(|o| o.evaluation.decision == d && (!dry || o.dry_run))
                 .count()
         };
-        report.scale_ups += decided(Decision::ScaleUp);
-        report.scale_downs += decided(Decision::ScaleDown);
+        report.scale_ups += decided(Decision::ScaleUp, false);
+        report.scale_downs += decided(Decision::ScaleDown, false);
+        report.dry_runs += outcomes.iter().filter(|o| o.dry_run).count();
+        report.dry_scale_ups += decided(Decision::ScaleUp, true);
+        report.dry_scale_downs += decided(Decision::ScaleDown, true);
         for o in outcomes
             .iter()
             .filter(|o| o.evaluation.decision != Decision::NoAction)
@@ -297,14 +303,22 @@ impl Jobs {
             now,
         )
         .await?;
-        let no_action = report.instances - report.scale_ups - report.scale_downs;
-        for (decision, count) in [
-            ("scale_up", report.scale_ups),
-            ("scale_down", report.scale_downs),
-            ("no_action", no_action),
+        let r = &report;
+        let (ups, downs) = (r.dry_scale_ups, r.dry_scale_downs);
+        for (decision, dry_run, count) in [
+            ("scale_up", false, r.scale_ups - ups),
+            ("scale_down", false, r.scale_downs - downs),
+            (
+                "no_action",
+                false,
+                r.instances - r.dry_runs - (r.scale_ups - ups) - (r.scale_downs - downs),
+            ),
+            ("scale_up", true, ups),
+            ("scale_down", true, downs),
+            ("no_action", true, r.dry_runs - ups - downs),
         ] {
-            // Dry runs come with a later change; every decision now is real.
-            self.signals.record_decisions(decision, false, count as u64);
+            self.signals
+                .record_decisions(decision, dry_run, count as u64);
         }
         Ok(format!(
             "{} instances evaluated, {} actions, {} decisions recorded",
