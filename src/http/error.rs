@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::scaling::PolicyError;
 use crate::store::StoreError;
 
 /// The body of every error response.
@@ -140,6 +141,13 @@ impl From<StoreError> for ApiError {
             StoreError::Gone => ApiError::instance_not_found(),
             other => ApiError::Internal(other.into()),
         }
+    }
+}
+
+/// A refused policy is the client's mistake; its message names the field.
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> Self {
+        ApiError::bad_request(e.to_string())
     }
 }
 

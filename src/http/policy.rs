@@ -17,7 +17,7 @@ use super::{ApiError, AppState};
 use crate::jobs::effective_policy;
 use crate::model::Instance;
 use crate::scaling::replay::{Replay, ReplayAction, ReplaySummary};
-use crate::scaling::{Policy, PolicyError, PolicyPatch, Sample};
+use crate::scaling::{Policy, PolicyPatch, Sample};
 
 pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
@@ -54,12 +54,6 @@ fn policy_response(state: &AppState, instance: &Instance) -> PolicyResponse {
         instance_id: instance.instance_id.clone(),
         policy: effective_policy(&state.settings.policy, instance.policy.as_ref()),
         is_default: instance.policy.is_none(),
-    }
-}
-
-impl From<PolicyError> for ApiError {
-    fn from(e: PolicyError) -> Self {
-        ApiError::bad_request(e.to_string())
     }
 }
 

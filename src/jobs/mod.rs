@@ -46,8 +46,9 @@ pub struct TickReport {
     pub rows: usize,
     /// Scale actions applied (scaling) or failed collections (collection).
     pub events: usize,
-    /// Scaling: evaluations that decided to scale up / down (the other instances
-    /// were `no_action`), for the metrics; and of all these, the dry runs'.
+    /// Scaling, for the metrics: enforced evaluations that decided to scale up /
+    /// down, and the same for dry runs; `dry_runs` counts every dry-run evaluation
+    /// (the rest of `instances`, and of `dry_runs`, were `no_action`).
     pub scale_ups: usize,
     pub scale_downs: usize,
     pub dry_runs: usize,
@@ -210,7 +211,7 @@ pub async fn run_scaling_tick(
         let decided = |d, dry: bool| {
             outcomes
                 .iter()
-                .filter(|o| o.evaluation.decision == d && (!dry || o.dry_run))
+                .filter(|o| o.evaluation.decision == d && o.dry_run == dry)
                 .count()
         };
         report.scale_ups += decided(Decision::ScaleUp, false);
@@ -304,18 +305,18 @@ impl Jobs {
         )
         .await?;
         let r = &report;
-        let (ups, downs) = (r.dry_scale_ups, r.dry_scale_downs);
+        let enforced = r.instances - r.dry_runs;
         for (decision, dry_run, count) in [
-            ("scale_up", false, r.scale_ups - ups),
-            ("scale_down", false, r.scale_downs - downs),
+            ("scale_up", false, r.scale_ups),
+            ("scale_down", false, r.scale_downs),
+            ("no_action", false, enforced - r.scale_ups - r.scale_downs),
+            ("scale_up", true, r.dry_scale_ups),
+            ("scale_down", true, r.dry_scale_downs),
             (
                 "no_action",
-                false,
-                r.instances - r.dry_runs - (r.scale_ups - ups) - (r.scale_downs - downs),
+                true,
+                r.dry_runs - r.dry_scale_ups - r.dry_scale_downs,
             ),
-            ("scale_up", true, ups),
-            ("scale_down", true, downs),
-            ("no_action", true, r.dry_runs - ups - downs),
         ] {
             self.signals
                 .record_decisions(decision, dry_run, count as u64);

@@ -163,6 +163,16 @@ pub struct Page<T> {
     pub total: i64,
 }
 
+/// The page of a list that does not exist: nothing, out of nothing.
+impl<T> Default for Page<T> {
+    fn default() -> Self {
+        Page {
+            items: Vec::new(),
+            total: 0,
+        }
+    }
+}
+
 /// Which rows of a newest-first list to read: `limit` of them after skipping `offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {

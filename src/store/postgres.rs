@@ -452,6 +452,19 @@ impl WindowRow {
     }
 }
 
+/// The insert of a batch of metrics from [`MetricColumns`]' arrays ($1-$8); a
+/// CloudWatch datapoint already stored is skipped. Returns each row's instance.
+macro_rules! metric_insert {
+    () => {
+        "INSERT INTO metrics (id, instance, ts, cpu_utilization, memory_usage, network_in,
+                              network_out, source)
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::float8[],
+                              $5::float8[], $6::int8[], $7::int8[], $8::text[])
+         ON CONFLICT (instance, ts) WHERE source = 'cloudwatch' DO NOTHING
+         RETURNING instance"
+    };
+}
+
 /// Column-wise arrays of a batch of metrics, for one UNNEST insert.
 #[derive(Default)]
 struct MetricColumns {
@@ -484,16 +497,11 @@ impl MetricColumns {
     /// Inserts the rows (a CloudWatch datapoint already stored is skipped) and returns
     /// how many each instance got.
     async fn insert(self, conn: &mut sqlx::PgConnection) -> StoreResult<Vec<(Uuid, i64)>> {
-        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
-            "WITH ins AS (
-                 INSERT INTO metrics (id, instance, ts, cpu_utilization, memory_usage, network_in,
-                                      network_out, source)
-                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::float8[],
-                                      $5::float8[], $6::int8[], $7::int8[], $8::text[])
-                 ON CONFLICT (instance, ts) WHERE source = 'cloudwatch' DO NOTHING
-                 RETURNING instance)
-             SELECT instance, count(*) FROM ins GROUP BY instance",
-        )
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(concat!(
+            "WITH ins AS (",
+            metric_insert!(),
+            ") SELECT instance, count(*) FROM ins GROUP BY instance"
+        ))
         .bind(self.ids)
         .bind(self.instances)
         .bind(self.ts)
@@ -675,18 +683,13 @@ impl Store for PostgresStore {
         // many instances that runs beside the jobs goes through `record_collection`,
         // which locks in key order first. An instance deleted meanwhile fails the
         // foreign key: `Gone`.
-        sqlx::query(
-            "WITH ins AS (
-                 INSERT INTO metrics (id, instance, ts, cpu_utilization, memory_usage, network_in,
-                                      network_out, source)
-                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::float8[],
-                                      $5::float8[], $6::int8[], $7::int8[], $8::text[])
-                 ON CONFLICT (instance, ts) WHERE source = 'cloudwatch' DO NOTHING
-                 RETURNING instance)
-             UPDATE instances i SET metric_count = i.metric_count + c.n
-             FROM (SELECT instance, count(*) AS n FROM ins GROUP BY instance) AS c
-             WHERE i.id = c.instance",
-        )
+        sqlx::query(concat!(
+            "WITH ins AS (",
+            metric_insert!(),
+            ") UPDATE instances i SET metric_count = i.metric_count + c.n
+               FROM (SELECT instance, count(*) AS n FROM ins GROUP BY instance) AS c
+               WHERE i.id = c.instance"
+        ))
         .bind(c.ids)
         .bind(c.instances)
         .bind(c.ts)
@@ -763,10 +766,7 @@ impl Store for PostgresStore {
         .bind(page.offset)
         .fetch_all(&self.pool)
         .await?;
-        Ok(PageRow::collect(rows).unwrap_or(Page {
-            items: Vec::new(),
-            total: 0,
-        }))
+        Ok(PageRow::collect(rows).unwrap_or_default())
     }
 
     async fn metrics_page_owned(
@@ -816,10 +816,7 @@ impl Store for PostgresStore {
         .bind(page.offset)
         .fetch_all(&self.pool)
         .await?;
-        Ok(PageRow::collect(rows).unwrap_or(Page {
-            items: Vec::new(),
-            total: 0,
-        }))
+        Ok(PageRow::collect(rows).unwrap_or_default())
     }
 
     async fn claim_collection(&self, slot: i64, limit: i64) -> StoreResult<Vec<CollectTarget>> {

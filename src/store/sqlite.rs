@@ -353,11 +353,6 @@ async fn insert_metric_rows(
     Ok(())
 }
 
-/// The page of a paged read: `None` when the instance row was not found.
-fn page_of<T>(total: Option<i64>, items: Vec<T>) -> Option<Page<T>> {
-    total.map(|total| Page { items, total })
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> Backend {
@@ -597,12 +592,13 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(
-            page_of(total.map(|(t,)| t), convert(rows)?).unwrap_or(Page {
-                items: Vec::new(),
-                total: 0,
-            }),
-        )
+        Ok(match total {
+            Some((total,)) => Page {
+                items: convert(rows)?,
+                total,
+            },
+            None => Page::default(),
+        })
     }
 
     async fn metrics_page_owned(
@@ -677,12 +673,13 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(
-            page_of(total.map(|(t,)| t), convert(rows)?).unwrap_or(Page {
-                items: Vec::new(),
-                total: 0,
-            }),
-        )
+        Ok(match total {
+            Some((total,)) => Page {
+                items: convert(rows)?,
+                total,
+            },
+            None => Page::default(),
+        })
     }
 
     async fn claim_collection(&self, slot: i64, limit: i64) -> StoreResult<Vec<CollectTarget>> {
