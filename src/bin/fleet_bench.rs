@@ -29,11 +29,12 @@ use autoscaler::model::{
     DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook, User,
     Webhook, WebhookDelivery,
 };
+use autoscaler::scaling::record::ScalingWrites;
 use autoscaler::scaling::{Policy, PolicyPatch, Sample};
 use autoscaler::store::{
     Backend, CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
-    PageRequest, PoolConnections, PoolSettings, PostgresStore, ScalingCandidate, ScalingOutcome,
-    SqliteStore, Store, StoreResult,
+    PageRequest, PoolConnections, PoolSettings, PostgresStore, ScalingCandidate, SqliteStore,
+    Store, StoreResult,
 };
 
 /// The service's default intervals (METRICS_INTERVAL_SECONDS, SCALING_INTERVAL_SECONDS).
@@ -334,8 +335,8 @@ impl Store for TimedStore {
         self.timed(Op::Windows, self.inner.windows(instances, since, until))
             .await
     }
-    async fn apply_scaling(&self, outcomes: &[ScalingOutcome]) -> StoreResult<()> {
-        self.timed(Op::ApplyScaling, self.inner.apply_scaling(outcomes))
+    async fn write_scaling(&self, writes: &ScalingWrites) -> StoreResult<()> {
+        self.timed(Op::ApplyScaling, self.inner.write_scaling(writes))
             .await
     }
     async fn purge(

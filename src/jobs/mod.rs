@@ -17,11 +17,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::collect::{CollectTarget, Collected, MetricSource};
-use crate::scaling::{
-    Decision, InstanceState, Policy, PolicyMode, PolicyPatch, Sample, decide_scaling,
-};
+use crate::scaling::record::ScalingOutcome;
+use crate::scaling::{Decision, Policy, PolicyPatch, Sample};
 use crate::signals::{Signals, TickOutcome};
-use crate::store::{CollectionStatus, ScalingOutcome, Store, StoreResult};
+use crate::store::{CollectionStatus, Store, StoreResult};
 
 /// Instances claimed, read and written per round trip.
 pub const BATCH_SIZE: i64 = 1000;
@@ -140,8 +139,7 @@ pub fn effective_policy(defaults: &Policy, own: Option<&PolicyPatch>) -> Policy 
 
 /// Evaluates every monitored instance not yet evaluated in the tick `now` falls in,
 /// each under its own policy, and persists decisions and level changes batch by
-/// batch. In dry-run mode the engine decides against the instance's shadow state,
-/// exactly as it would against the real one.
+/// batch (see [`ScalingOutcome::decide`] and `scaling::record` for what is written).
 pub async fn run_scaling_tick(
     store: &dyn Store,
     policy: &Policy,
@@ -174,32 +172,8 @@ pub async fn run_scaling_tick(
             .iter()
             .zip(&policies)
             .map(|(c, policy)| {
-                let dry_run = policy.mode == PolicyMode::DryRun;
-                let state = if dry_run {
-                    InstanceState {
-                        level: c.recommended_level,
-                        last_action_at: c.recommended_action_at,
-                    }
-                } else {
-                    InstanceState {
-                        level: c.level,
-                        last_action_at: c.last_action_at,
-                    }
-                };
                 let window = windows.get(&c.id).map(Vec::as_slice).unwrap_or_default();
-                let evaluation = decide_scaling(&state, policy, window, now);
-                // Every action is recorded, and so is a change of outcome; an
-                // unchanged no_action is not written again every tick.
-                let record = evaluation.decision != Decision::NoAction
-                    || c.last_decision != Some(evaluation.decision);
-                ScalingOutcome {
-                    instance: c.id,
-                    level_before: state.level,
-                    evaluation,
-                    record,
-                    decided_at: now,
-                    dry_run,
-                }
+                ScalingOutcome::decide(c, policy, window, now)
             })
             .collect();
         report.instances += outcomes.len();

@@ -27,6 +27,7 @@ use crate::model::OutlierType;
 
 mod iqr;
 mod policy;
+pub mod record;
 pub mod replay;
 #[cfg(test)]
 mod tests;

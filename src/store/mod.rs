@@ -54,7 +54,9 @@ use crate::model::{
     DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook, User,
     Webhook, WebhookDelivery,
 };
-use crate::scaling::{Decision, Evaluation, PolicyPatch, Sample};
+pub use crate::scaling::record::ScalingOutcome;
+use crate::scaling::record::ScalingWrites;
+use crate::scaling::{Decision, PolicyPatch, Sample};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -139,21 +141,6 @@ pub struct ScalingCandidate {
     /// The dry run's shadow state.
     pub recommended_level: i32,
     pub recommended_action_at: Option<DateTime<Utc>>,
-}
-
-/// A decision to persist for one instance.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScalingOutcome {
-    pub instance: Uuid,
-    /// Level the decision was made at; an action only applies if it still holds.
-    pub level_before: i32,
-    pub evaluation: Evaluation,
-    /// Write a decision row (an action, or a changed outcome).
-    pub record: bool,
-    pub decided_at: DateTime<Utc>,
-    /// Decided in dry-run mode: an action moves the shadow level, not the real one,
-    /// and `level_before` is the shadow's.
-    pub dry_run: bool,
 }
 
 /// One page of a newest-first list, and how many entries the whole list has.
@@ -355,9 +342,16 @@ pub trait Store: Send + Sync + 'static {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> StoreResult<Vec<(Uuid, Sample)>>;
-    /// Persists a batch of decisions in one transaction: decision rows, level
-    /// changes, outlier flags and each instance's latest outcome.
-    async fn apply_scaling(&self, outcomes: &[ScalingOutcome]) -> StoreResult<()>;
+    /// Persists a batch of outcomes: the writes [`ScalingWrites::plan`] makes of them.
+    async fn apply_scaling(&self, outcomes: &[ScalingOutcome]) -> StoreResult<()> {
+        self.write_scaling(&ScalingWrites::plan(outcomes)).await
+    }
+    /// Carries out a batch's writes in one transaction: the level changes first,
+    /// each only where the level it was decided at still holds, then what
+    /// [`ScalingWrites::after_changes`] keeps (decision rows, with each instance's
+    /// latest outcome, count and webhook events, and outlier flags). An instance
+    /// deleted since the claim gets nothing written.
+    async fn write_scaling(&self, writes: &ScalingWrites) -> StoreResult<()>;
 
     /// Deletes up to `batch` metrics older than `metrics_before` and up to `batch`
     /// decisions older than `decisions_before`; returns how many rows went.
@@ -521,24 +515,6 @@ fn decode_policy(text: Option<String>) -> Option<PolicyPatch> {
 /// The text a policy is stored as.
 fn encode_policy(policy: Option<&PolicyPatch>) -> Option<String> {
     policy.map(|p| serde_json::to_string(p).unwrap_or_else(|_| "{}".into()))
-}
-
-/// Level after an outcome is applied, the value written to `scale_level`.
-fn applied_level(outcome: &ScalingOutcome) -> Option<i32> {
-    (outcome.evaluation.decision != Decision::NoAction).then_some(outcome.evaluation.new_level)
-}
-
-/// Values a decision row records: those of the newest sample of the window.
-fn decision_values(e: &Evaluation) -> (Option<f64>, Option<f64>, Option<i64>, Option<i64>) {
-    match &e.latest {
-        Some(s) => (
-            Some(s.cpu),
-            s.memory,
-            s.network_in.map(|v| v.round() as i64),
-            s.network_out.map(|v| v.round() as i64),
-        ),
-        None => (None, None, None, None),
-    }
 }
 
 /// The row a new metric becomes: a time-ordered id (index-friendly for an

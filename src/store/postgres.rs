@@ -12,14 +12,14 @@ use uuid::Uuid;
 
 use super::{
     Backend, CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
-    PageRequest, PoolConnections, PoolSettings, ScalingCandidate, ScalingOutcome, Store,
-    StoreError, StoreResult, applied_level, decision_values,
+    PageRequest, PoolConnections, PoolSettings, ScalingCandidate, Store, StoreError, StoreResult,
 };
 use crate::collect::CollectTarget;
 use crate::model::{
     DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook,
     OutlierType, User, Webhook, WebhookDelivery,
 };
+use crate::scaling::record::{LevelChange, ScalingWrites};
 use crate::scaling::{Decision, PolicyPatch, Sample};
 
 /// The store on PostgreSQL.
@@ -44,40 +44,55 @@ struct Cursors {
 /// else (a replica that dies mid-claim releases its locks when its connection goes).
 const CLAIM_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Locks the `instances` rows a batch write is about to update, in primary-key
-/// order, before it updates them. Each batch UPDATE otherwise locks its rows in the
-/// order of its plan (a hash join goes in physical order, an index scan in key
-/// order), so the collection and scaling jobs, which write the same instances at
-/// the same moments, could each hold rows the other was waiting for: PostgreSQL
-/// then aborts one of them as a deadlock. Taken in one order, the locks can only
-/// queue. `FOR NO KEY UPDATE` is the lock the UPDATE itself takes, so it doesn't
-/// block the foreign-key checks of concurrent metric inserts. Nothing to lock, no
-/// statement.
+/// The `instances` rows of one transaction's batch writes, locked in primary-key
+/// order. Each batch UPDATE otherwise locks its rows in the order of its plan (a
+/// hash join goes in physical order, an index scan in key order), so the collection
+/// and scaling jobs, which write the same instances at the same moments, could each
+/// hold rows the other was waiting for: PostgreSQL then aborts one of them as a
+/// deadlock. Taken in one order, the locks can only queue. `FOR NO KEY UPDATE` is
+/// the lock the UPDATE itself takes, so it doesn't block the foreign-key checks of
+/// concurrent metric inserts.
 ///
-/// Returns the ids that still exist: an instance deleted after a tick claimed it is
-/// left out of the tick's writes (its rows would fail their foreign key), and one
-/// locked here cannot be deleted until the transaction ends. Writes that also touch
-/// an instance's metrics or decisions lock the instance first, as deletion does, so
-/// the two always queue in the same order.
-async fn lock_instances(
-    tx: &mut sqlx::PgConnection,
-    ids: &[Uuid],
-) -> StoreResult<std::collections::HashSet<Uuid>> {
-    if ids.is_empty() {
-        return Ok(Default::default());
+/// Every batch UPDATE of `instances` below takes a `&Locked`, which only
+/// [`Locked::take`] makes: the rule holds by construction. Writes that also touch
+/// an instance's metrics or decisions take it first, as deletion does, so the two
+/// always queue in the same order.
+struct Locked {
+    /// The ids that still exist: an instance deleted after a tick claimed it is left
+    /// out of the tick's writes (its rows would fail their foreign key), and one
+    /// locked here cannot be deleted until the transaction ends.
+    live: std::collections::HashSet<Uuid>,
+}
+
+impl Locked {
+    /// Locks `ids` (nothing to lock, no statement).
+    async fn take(tx: &mut sqlx::PgConnection, ids: &[Uuid]) -> StoreResult<Self> {
+        if ids.is_empty() {
+            return Ok(Locked {
+                live: Default::default(),
+            });
+        }
+        let rows: Vec<(Uuid,)> = sqlx::query_as(
+            "SELECT id FROM instances WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+        )
+        .bind(ids)
+        .fetch_all(tx)
+        .await?;
+        Ok(Locked {
+            live: rows.into_iter().map(|(id,)| id).collect(),
+        })
     }
-    let rows: Vec<(Uuid,)> =
-        sqlx::query_as("SELECT id FROM instances WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
-            .bind(ids)
-            .fetch_all(tx)
-            .await?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
+
+    fn contains(&self, id: Uuid) -> bool {
+        self.live.contains(&id)
+    }
 }
 
 /// Adds `delta` to the `metric_count` (or with `decisions`, `decision_count`) of
-/// each instance. The rows must be locked already (see [`lock_instances`]).
+/// each instance.
 async fn add_counts(
     tx: &mut sqlx::PgConnection,
+    _: &Locked,
     decisions: bool,
     counts: &[(Uuid, i64)],
 ) -> StoreResult<()> {
@@ -93,6 +108,106 @@ async fn add_counts(
          FROM UNNEST($1::uuid[], $2::int8[]) AS u(id, n) WHERE i.id = u.id AND i.id = ANY($1)"
     };
     sqlx::query(sql).bind(ids).bind(deltas).execute(tx).await?;
+    Ok(())
+}
+
+/// Applies level changes where the level they were decided at still holds; returns
+/// the instances whose change took effect.
+async fn change_levels(
+    tx: &mut sqlx::PgConnection,
+    _: &Locked,
+    changes: &[LevelChange],
+) -> StoreResult<std::collections::HashSet<Uuid>> {
+    if changes.is_empty() {
+        return Ok(Default::default());
+    }
+    let c = changes;
+    let rows: Vec<(Uuid,)> = sqlx::query_as(
+        "UPDATE instances i
+         SET scale_level = CASE WHEN u.dry THEN i.scale_level ELSE u.after END,
+             last_action_at = CASE WHEN u.dry THEN i.last_action_at ELSE u.at END,
+             recommended_level = u.after,
+             recommended_action_at = u.at
+         FROM UNNEST($1::uuid[], $2::int4[], $3::int4[], $4::timestamptz[], $5::bool[])
+              AS u(id, before, after, at, dry)
+         WHERE i.id = u.id AND i.id = ANY($1)
+           AND CASE WHEN u.dry THEN i.recommended_level ELSE i.scale_level END = u.before
+         RETURNING i.id",
+    )
+    .bind(c.iter().map(|c| c.instance).collect::<Vec<_>>())
+    .bind(c.iter().map(|c| c.before).collect::<Vec<_>>())
+    .bind(c.iter().map(|c| c.after).collect::<Vec<_>>())
+    .bind(c.iter().map(|c| c.at).collect::<Vec<_>>())
+    .bind(c.iter().map(|c| c.dry_run).collect::<Vec<_>>())
+    .fetch_all(tx)
+    .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// Records each instance's newest decision and counts it.
+async fn set_latest_decisions(
+    tx: &mut sqlx::PgConnection,
+    _: &Locked,
+    instances: &[Uuid],
+    decisions: &[&str],
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE instances i SET last_decision = u.d, decision_count = i.decision_count + 1
+         FROM UNNEST($1::uuid[], $2::text[]) AS u(id, d)
+         WHERE i.id = u.id AND i.id = ANY($1)",
+    )
+    .bind(instances)
+    .bind(decisions)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Records each instance's collection status, with the metrics it just got (taken
+/// out of `counts`).
+async fn set_collection_statuses(
+    tx: &mut sqlx::PgConnection,
+    _: &Locked,
+    statuses: &[&CollectionStatus],
+    counts: &mut std::collections::HashMap<Uuid, i64>,
+) -> StoreResult<()> {
+    if statuses.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = statuses.iter().map(|s| s.instance).collect();
+    let added: Vec<i64> = ids
+        .iter()
+        .map(|id| counts.remove(id).unwrap_or(0))
+        .collect();
+    // `i.id = ANY($1)` (here and in the other batch updates) lets the planner reach
+    // the batch's rows through the primary key rather than hash-join the whole table.
+    sqlx::query(
+        "UPDATE instances i
+         SET last_collected_at = COALESCE(u.at, i.last_collected_at),
+             last_collection_error = u.err,
+             metric_count = i.metric_count + u.n
+         FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::int8[])
+              AS u(id, at, err, n)
+         WHERE i.id = u.id AND i.id = ANY($1)
+           AND (u.at IS NOT NULL OR u.n <> 0
+                OR i.last_collection_error IS DISTINCT FROM u.err)",
+    )
+    .bind(ids)
+    .bind(
+        statuses
+            .iter()
+            .map(|s| s.last_collected_at)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        statuses
+            .iter()
+            .map(|s| s.error.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(added)
+    .execute(tx)
+    .await?;
     Ok(())
 }
 
@@ -710,7 +825,7 @@ impl Store for PostgresStore {
     ) -> StoreResult<Vec<Metric>> {
         let stored: Vec<Metric> = metrics.iter().map(super::to_stored).collect();
         let mut tx = self.pool.begin().await?;
-        if lock_instances(&mut tx, &[instance]).await?.is_empty() {
+        if !Locked::take(&mut tx, &[instance]).await?.contains(instance) {
             return Err(StoreError::Gone);
         }
         sqlx::query("DELETE FROM metrics WHERE instance = $1")
@@ -860,15 +975,15 @@ impl Store for PostgresStore {
         ids.extend(metrics.iter().map(|m| m.instance));
         ids.sort_unstable();
         ids.dedup();
-        let live = lock_instances(&mut tx, &ids).await?;
+        let locked = Locked::take(&mut tx, &ids).await?;
         let metrics: Vec<NewMetric> = metrics
             .iter()
-            .filter(|m| live.contains(&m.instance))
+            .filter(|m| locked.contains(m.instance))
             .cloned()
             .collect();
         let statuses: Vec<&CollectionStatus> = statuses
             .iter()
-            .filter(|s| live.contains(&s.instance))
+            .filter(|s| locked.contains(s.instance))
             .collect();
         let stored: Vec<Metric> = metrics.iter().map(super::to_stored).collect();
         let mut counts = std::collections::HashMap::new();
@@ -879,39 +994,10 @@ impl Store for PostgresStore {
                     .await?,
             );
         }
-        if !statuses.is_empty() {
-            let ids: Vec<Uuid> = statuses.iter().map(|s| s.instance).collect();
-            let at: Vec<Option<DateTime<Utc>>> =
-                statuses.iter().map(|s| s.last_collected_at).collect();
-            let errors: Vec<Option<String>> = statuses.iter().map(|s| s.error.clone()).collect();
-            let added: Vec<i64> = ids
-                .iter()
-                .map(|id| counts.remove(id).unwrap_or(0))
-                .collect();
-            // `i.id = ANY($1)` (here and in the batch updates below) lets the planner
-            // reach the batch's rows through the primary key rather than hash-join
-            // the whole table.
-            sqlx::query(
-                "UPDATE instances i
-                 SET last_collected_at = COALESCE(u.at, i.last_collected_at),
-                     last_collection_error = u.err,
-                     metric_count = i.metric_count + u.n
-                 FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::int8[])
-                      AS u(id, at, err, n)
-                 WHERE i.id = u.id AND i.id = ANY($1)
-                   AND (u.at IS NOT NULL OR u.n <> 0
-                        OR i.last_collection_error IS DISTINCT FROM u.err)",
-            )
-            .bind(ids)
-            .bind(at)
-            .bind(errors)
-            .bind(added)
-            .execute(&mut *tx)
-            .await?;
-        }
+        set_collection_statuses(&mut tx, &locked, &statuses, &mut counts).await?;
         // Metrics of an instance without a status (not what the jobs send).
         let rest: Vec<(Uuid, i64)> = counts.into_iter().collect();
-        add_counts(&mut tx, false, &rest).await?;
+        add_counts(&mut tx, &locked, false, &rest).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -973,94 +1059,21 @@ impl Store for PostgresStore {
         Ok(rows.into_iter().map(|r| (r.instance, r.sample())).collect())
     }
 
-    async fn apply_scaling(&self, outcomes: &[ScalingOutcome]) -> StoreResult<()> {
+    async fn write_scaling(&self, writes: &ScalingWrites) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        let updated: Vec<Uuid> = outcomes
-            .iter()
-            .filter(|o| o.record || applied_level(o).is_some())
-            .map(|o| o.instance)
-            .collect();
-        let live = lock_instances(&mut tx, &updated).await?;
-        // Instances deleted since the claim get nothing written.
-        let outcomes: Vec<&ScalingOutcome> = outcomes
-            .iter()
-            .filter(|o| live.contains(&o.instance))
-            .collect();
+        let locked = Locked::take(&mut tx, &writes.instances()).await?;
+        let applied = change_levels(&mut tx, &locked, &writes.changes).await?;
+        let rest = writes.after_changes(&applied);
 
-        // Level changes first: an action only applies where the level is still the one
-        // it was decided at, and only an applied action gets its decision row.
-        let actions: Vec<&ScalingOutcome> = outcomes
-            .iter()
-            .copied()
-            .filter(|o| applied_level(o).is_some())
-            .collect();
-        let mut applied = std::collections::HashSet::new();
-        if !actions.is_empty() {
-            let ids: Vec<Uuid> = actions.iter().map(|o| o.instance).collect();
-            let before: Vec<i32> = actions.iter().map(|o| o.level_before).collect();
-            let after: Vec<i32> = actions.iter().map(|o| o.evaluation.new_level).collect();
-            let at: Vec<DateTime<Utc>> = actions.iter().map(|o| o.decided_at).collect();
-            let dry: Vec<bool> = actions.iter().map(|o| o.dry_run).collect();
-            // A dry run moves only the shadow; an enforced action moves both, so the
-            // shadow equals the real level for as long as the policy enforces.
-            let rows: Vec<(Uuid,)> = sqlx::query_as(
-                "UPDATE instances i
-                 SET scale_level = CASE WHEN u.dry THEN i.scale_level ELSE u.after END,
-                     last_action_at = CASE WHEN u.dry THEN i.last_action_at ELSE u.at END,
-                     recommended_level = u.after,
-                     recommended_action_at = u.at
-                 FROM UNNEST($1::uuid[], $2::int4[], $3::int4[], $4::timestamptz[], $5::bool[])
-                      AS u(id, before, after, at, dry)
-                 WHERE i.id = u.id AND i.id = ANY($1)
-                   AND CASE WHEN u.dry THEN i.recommended_level ELSE i.scale_level END = u.before
-                 RETURNING i.id",
-            )
-            .bind(ids)
-            .bind(before)
-            .bind(after)
-            .bind(at)
-            .bind(dry)
-            .fetch_all(&mut *tx)
-            .await?;
-            applied.extend(rows.into_iter().map(|(id,)| id));
-        }
-        let kept =
-            |o: &&ScalingOutcome| applied_level(o).is_none() || applied.contains(&o.instance);
-
-        let records: Vec<&ScalingOutcome> = outcomes
-            .iter()
-            .copied()
-            .filter(|o| o.record)
-            .filter(kept)
+        let records: Vec<&DecisionRecord> = rest
+            .decisions
+            .into_iter()
+            .filter(|d| locked.contains(d.instance))
             .collect();
         if !records.is_empty() {
-            let mut ids = Vec::with_capacity(records.len());
-            let mut instances = Vec::with_capacity(records.len());
-            let mut ts = Vec::with_capacity(records.len());
-            let mut cpu = Vec::with_capacity(records.len());
-            let mut mem = Vec::with_capacity(records.len());
-            let mut net_in = Vec::with_capacity(records.len());
-            let mut net_out = Vec::with_capacity(records.len());
-            let mut decision = Vec::with_capacity(records.len());
-            let mut reason = Vec::with_capacity(records.len());
-            let mut before = Vec::with_capacity(records.len());
-            let mut after = Vec::with_capacity(records.len());
-            let mut dry = Vec::with_capacity(records.len());
-            for o in &records {
-                let (c, m, i, out) = decision_values(&o.evaluation);
-                ids.push(Uuid::now_v7());
-                instances.push(o.instance);
-                ts.push(o.decided_at);
-                cpu.push(c);
-                mem.push(m);
-                net_in.push(i);
-                net_out.push(out);
-                decision.push(o.evaluation.decision.as_str());
-                reason.push(o.evaluation.reason.as_str());
-                before.push(o.level_before);
-                after.push(o.evaluation.new_level);
-                dry.push(o.dry_run);
-            }
+            let ids: Vec<Uuid> = records.iter().map(|d| d.id).collect();
+            let instances: Vec<Uuid> = records.iter().map(|d| d.instance).collect();
+            let decisions: Vec<&str> = records.iter().map(|d| d.decision.as_str()).collect();
             sqlx::query(
                 "INSERT INTO scaling_decisions (id, instance, ts, cpu_utilization, memory_usage,
                         network_in, network_out, decision, reason, level_before, level_after,
@@ -1071,47 +1084,42 @@ impl Store for PostgresStore {
             )
             .bind(&ids)
             .bind(&instances)
-            .bind(ts)
-            .bind(cpu)
-            .bind(mem)
-            .bind(net_in)
-            .bind(net_out)
-            .bind(&decision)
-            .bind(reason)
-            .bind(before)
-            .bind(after)
-            .bind(dry)
+            .bind(records.iter().map(|d| d.timestamp).collect::<Vec<_>>())
+            .bind(
+                records
+                    .iter()
+                    .map(|d| d.cpu_utilization)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(records.iter().map(|d| d.memory_usage).collect::<Vec<_>>())
+            .bind(records.iter().map(|d| d.network_in).collect::<Vec<_>>())
+            .bind(records.iter().map(|d| d.network_out).collect::<Vec<_>>())
+            .bind(&decisions)
+            .bind(
+                records
+                    .iter()
+                    .map(|d| d.reason.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(records.iter().map(|d| d.level_before).collect::<Vec<_>>())
+            .bind(records.iter().map(|d| d.level_after).collect::<Vec<_>>())
+            .bind(records.iter().map(|d| d.dry_run).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
             // webhooks: the outbox events of these decisions, in the same transaction.
             queue_decision_events(&mut tx, &ids).await?;
-            sqlx::query(
-                "UPDATE instances i SET last_decision = u.d, decision_count = i.decision_count + 1
-                 FROM UNNEST($1::uuid[], $2::text[]) AS u(id, d)
-                 WHERE i.id = u.id AND i.id = ANY($1)",
-            )
-            .bind(instances)
-            .bind(decision)
-            .execute(&mut *tx)
-            .await?;
+            set_latest_decisions(&mut tx, &locked, &instances, &decisions).await?;
         }
 
-        let flagged: Vec<(Uuid, OutlierType)> = outcomes
-            .iter()
-            .copied()
-            .filter(kept)
-            .filter_map(|o| o.evaluation.outlier)
-            .collect();
-        if !flagged.is_empty() {
-            let ids: Vec<Uuid> = flagged.iter().map(|(id, _)| *id).collect();
-            let kinds: Vec<&str> = flagged.iter().map(|(_, t)| t.as_str()).collect();
+        if !rest.outliers.is_empty() {
+            let flags = &rest.outliers;
             sqlx::query(
                 "UPDATE metrics m SET is_outlier = true, outlier_type = u.t
                  FROM UNNEST($1::uuid[], $2::text[]) AS u(id, t)
                  WHERE m.id = u.id AND m.id = ANY($1)",
             )
-            .bind(ids)
-            .bind(kinds)
+            .bind(flags.iter().map(|f| f.metric).collect::<Vec<_>>())
+            .bind(flags.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
         }
@@ -1463,7 +1471,7 @@ impl Store for PostgresStore {
 impl PostgresStore {
     /// Deletes one batch of old rows chosen by `select` (id, instance) and takes them
     /// off their instances' counts, in one transaction. The instances are locked
-    /// first, as every write that touches both does (see [`lock_instances`]).
+    /// first, as every write that touches both does (see [`Locked`]).
     async fn purge_rows(
         &self,
         select: &'static str,
@@ -1484,14 +1492,14 @@ impl PostgresStore {
         instances.sort_unstable();
         instances.dedup();
         let mut tx = self.pool.begin().await?;
-        lock_instances(&mut tx, &instances).await?;
+        let locked = Locked::take(&mut tx, &instances).await?;
         let gone: Vec<(Uuid,)> = sqlx::query_as(delete).bind(ids).fetch_all(&mut *tx).await?;
         let deleted = gone.len() as u64;
         let counts: Vec<(Uuid, i64)> = tally(gone.into_iter().map(|(id,)| id))
             .into_iter()
             .map(|(id, n)| (id, -n))
             .collect();
-        add_counts(&mut tx, decisions, &counts).await?;
+        add_counts(&mut tx, &locked, decisions, &counts).await?;
         tx.commit().await?;
         Ok(deleted)
     }

@@ -21,14 +21,14 @@ use uuid::Uuid;
 
 use super::{
     Backend, CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
-    PageRequest, PoolConnections, PoolSettings, ScalingCandidate, ScalingOutcome, Store,
-    StoreError, StoreResult, applied_level, decision_values,
+    PageRequest, PoolConnections, PoolSettings, ScalingCandidate, Store, StoreError, StoreResult,
 };
 use crate::collect::CollectTarget;
 use crate::model::{
     DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook,
     OutlierType, User, Webhook, WebhookDelivery,
 };
+use crate::scaling::record::ScalingWrites;
 use crate::scaling::{Decision, PolicyPatch, Sample};
 
 /// The store on a SQLite file.
@@ -831,26 +831,25 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn apply_scaling(&self, outcomes: &[ScalingOutcome]) -> StoreResult<()> {
+    async fn write_scaling(&self, writes: &ScalingWrites) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-
-        // See the PostgreSQL store: actions apply only at the level they were decided at.
-        let actions: Vec<serde_json::Value> = outcomes
-            .iter()
-            .filter_map(|o| {
-                applied_level(o).map(|after| {
+        // No row locks to order here: SQLite's one writer holds the whole database
+        // from this transaction's first write.
+        let mut applied = std::collections::HashSet::new();
+        if !writes.changes.is_empty() {
+            let changes: Vec<serde_json::Value> = writes
+                .changes
+                .iter()
+                .map(|c| {
                     json!([
-                        o.instance.to_string(),
-                        o.level_before,
-                        after,
-                        micros(o.decided_at),
-                        o.dry_run
+                        c.instance.to_string(),
+                        c.before,
+                        c.after,
+                        micros(c.at),
+                        c.dry_run
                     ])
                 })
-            })
-            .collect();
-        let mut applied = std::collections::HashSet::new();
-        if !actions.is_empty() {
+                .collect();
             let rows: Vec<(String,)> = sqlx::query_as(
                 "UPDATE instances
                  SET scale_level = CASE WHEN u.dry THEN scale_level ELSE u.after END,
@@ -864,39 +863,36 @@ impl Store for SqliteStore {
                             ELSE instances.scale_level END = u.before
                  RETURNING instances.id",
             )
-            .bind(serde_json::Value::Array(actions).to_string())
+            .bind(serde_json::Value::Array(changes).to_string())
             .fetch_all(&mut *tx)
             .await?;
             for (id,) in rows {
                 applied.insert(uuid(&id)?);
             }
         }
-        let kept =
-            |o: &&ScalingOutcome| applied_level(o).is_none() || applied.contains(&o.instance);
+        let rest = writes.after_changes(&applied);
 
-        let records: Vec<serde_json::Value> = outcomes
-            .iter()
-            .filter(|o| o.record)
-            .filter(kept)
-            .map(|o| {
-                let (cpu, mem, net_in, net_out) = decision_values(&o.evaluation);
-                json!([
-                    Uuid::now_v7().to_string(),
-                    o.instance.to_string(),
-                    micros(o.decided_at),
-                    cpu,
-                    mem,
-                    net_in,
-                    net_out,
-                    o.evaluation.decision.as_str(),
-                    o.evaluation.reason,
-                    o.level_before,
-                    o.evaluation.new_level,
-                    o.dry_run
-                ])
-            })
-            .collect();
-        if !records.is_empty() {
+        if !rest.decisions.is_empty() {
+            let records: Vec<serde_json::Value> = rest
+                .decisions
+                .iter()
+                .map(|d| {
+                    json!([
+                        d.id.to_string(),
+                        d.instance.to_string(),
+                        micros(d.timestamp),
+                        d.cpu_utilization,
+                        d.memory_usage,
+                        d.network_in,
+                        d.network_out,
+                        d.decision,
+                        d.reason,
+                        d.level_before,
+                        d.level_after,
+                        d.dry_run
+                    ])
+                })
+                .collect();
             let records = serde_json::Value::Array(records).to_string();
             sqlx::query(
                 "INSERT INTO scaling_decisions (id, instance, ts, cpu_utilization, memory_usage,
@@ -923,19 +919,18 @@ impl Store for SqliteStore {
             .await?;
         }
 
-        let flagged: Vec<serde_json::Value> = outcomes
-            .iter()
-            .filter(kept)
-            .filter_map(|o| o.evaluation.outlier)
-            .map(|(id, kind)| json!([id.to_string(), kind.as_str()]))
-            .collect();
-        if !flagged.is_empty() {
+        if !rest.outliers.is_empty() {
+            let flags: Vec<serde_json::Value> = rest
+                .outliers
+                .iter()
+                .map(|f| json!([f.metric.to_string(), f.kind.as_str()]))
+                .collect();
             sqlx::query(
                 "UPDATE metrics SET is_outlier = 1, outlier_type = u.t
                  FROM (SELECT value->>0 AS id, value->>1 AS t FROM json_each(?1)) AS u
                  WHERE metrics.id = u.id",
             )
-            .bind(serde_json::Value::Array(flagged).to_string())
+            .bind(serde_json::Value::Array(flags).to_string())
             .execute(&mut *tx)
             .await?;
         }
