@@ -38,6 +38,7 @@ macro_rules! webhook_columns {
 }
 
 mod postgres;
+mod row;
 mod sqlite;
 
 pub use postgres::PostgresStore;

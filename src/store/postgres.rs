@@ -10,17 +10,22 @@ use futures::stream::{BoxStream, StreamExt};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
 use uuid::Uuid;
 
+use super::row::{
+    self, CollectRow, DecisionRow, DeliveryRow, InstanceRow, MetricRow, ScaleRow,
+    SeriesDecisionRow, SeriesRow, UserRow, WebhookRow,
+};
 use super::{
     Backend, CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
-    PageRequest, PoolConnections, PoolSettings, ScalingCandidate, Store, StoreError, StoreResult,
+    PageRequest, PoolConnections, PoolSettings, ScalingCandidate, SeriesBucket, SeriesDecision,
+    Store, StoreError, StoreResult,
 };
 use crate::collect::CollectTarget;
 use crate::model::{
-    DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook,
-    OutlierType, User, Webhook, WebhookDelivery,
+    DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook, User,
+    Webhook, WebhookDelivery,
 };
 use crate::scaling::record::{LevelChange, ScalingWrites};
-use crate::scaling::{Decision, PolicyPatch, Sample};
+use crate::scaling::{PolicyPatch, Sample};
 
 /// The store on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -220,20 +225,6 @@ fn tally(instances: impl IntoIterator<Item = Uuid>) -> Vec<(Uuid, i64)> {
     counts.into_iter().collect()
 }
 
-/// What the collection claim returns: id, instance_id, region, is_mock, last_collected_at.
-type CollectRow = (Uuid, String, String, bool, Option<DateTime<Utc>>);
-/// What the scaling claim returns: id, scale_level, last_action_at, last_decision,
-/// policy, recommended_level, recommended_action_at.
-type ScaleRow = (
-    Uuid,
-    i32,
-    Option<DateTime<Utc>>,
-    Option<String>,
-    Option<String>,
-    i32,
-    Option<DateTime<Utc>>,
-);
-
 #[derive(Debug, Default, Clone, Copy)]
 struct ClaimCursor {
     slot: i64,
@@ -339,107 +330,6 @@ fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
     })
 }
 
-#[derive(sqlx::FromRow)]
-struct UserRow {
-    id: Uuid,
-    email: String,
-    password_hash: String,
-    created_at: DateTime<Utc>,
-}
-
-impl From<UserRow> for User {
-    fn from(r: UserRow) -> Self {
-        User {
-            id: r.id,
-            email: r.email,
-            password_hash: r.password_hash,
-            created_at: r.created_at,
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct InstanceRow {
-    id: Uuid,
-    user_id: Uuid,
-    instance_id: String,
-    instance_type: String,
-    region: String,
-    is_mock: bool,
-    is_monitoring: bool,
-    scale_level: i32,
-    last_action_at: Option<DateTime<Utc>>,
-    last_collected_at: Option<DateTime<Utc>>,
-    last_collection_error: Option<String>,
-    created_at: DateTime<Utc>,
-    policy: Option<String>,
-    recommended_level: i32,
-    recommended_action_at: Option<DateTime<Utc>>,
-}
-
-impl From<InstanceRow> for Instance {
-    fn from(r: InstanceRow) -> Self {
-        Instance {
-            id: r.id,
-            user_id: r.user_id,
-            instance_id: r.instance_id,
-            instance_type: r.instance_type,
-            region: r.region,
-            is_mock: r.is_mock,
-            is_monitoring: r.is_monitoring,
-            scale_level: r.scale_level,
-            last_action_at: r.last_action_at,
-            last_collected_at: r.last_collected_at,
-            last_collection_error: r.last_collection_error,
-            created_at: r.created_at,
-            policy: super::decode_policy(r.policy),
-            recommended_level: r.recommended_level,
-            recommended_action_at: r.recommended_action_at,
-        }
-    }
-}
-
-struct MetricRow {
-    id: Uuid,
-    instance: Uuid,
-    ts: DateTime<Utc>,
-    cpu_utilization: f64,
-    memory_usage: Option<f64>,
-    network_in: Option<i64>,
-    network_out: Option<i64>,
-    is_outlier: bool,
-    outlier_type: Option<String>,
-}
-
-/// Decoded by position, in `metric_columns!` order, without sqlx's per-value type
-/// check (the columns' types are fixed by the migrations, and a mismatch is still a
-/// decode error): the metrics read decodes a hundred rows per request, and looking
-/// each column up by name and checking its type was a sixth of the server's
-/// instructions for it.
-impl sqlx::FromRow<'_, PgRow> for MetricRow {
-    fn from_row(row: &PgRow) -> sqlx::Result<Self> {
-        MetricRow::at(row, 0)
-    }
-}
-
-impl MetricRow {
-    /// Decodes the metric whose columns start at position `base`.
-    fn at(row: &PgRow, base: usize) -> sqlx::Result<Self> {
-        use sqlx::Row;
-        Ok(MetricRow {
-            id: row.try_get_unchecked(base)?,
-            instance: row.try_get_unchecked(base + 1)?,
-            ts: row.try_get_unchecked(base + 2)?,
-            cpu_utilization: row.try_get_unchecked(base + 3)?,
-            memory_usage: row.try_get_unchecked(base + 4)?,
-            network_in: row.try_get_unchecked(base + 5)?,
-            network_out: row.try_get_unchecked(base + 6)?,
-            is_outlier: row.try_get_unchecked(base + 7)?,
-            outlier_type: row.try_get_unchecked(base + 8)?,
-        })
-    }
-}
-
 /// A row of a paged read: the list's total (column 0), then one entry's columns
 /// from column 1, all NULL when the page is empty (the LEFT JOIN's one row).
 struct PageRow<R> {
@@ -487,57 +377,6 @@ impl<R> PageRow<R> {
                 .collect(),
             total,
         })
-    }
-}
-
-impl From<MetricRow> for Metric {
-    fn from(r: MetricRow) -> Self {
-        Metric {
-            id: r.id,
-            instance: r.instance,
-            timestamp: r.ts,
-            cpu_utilization: r.cpu_utilization,
-            memory_usage: r.memory_usage,
-            network_in: r.network_in,
-            network_out: r.network_out,
-            is_outlier: r.is_outlier,
-            outlier_type: r.outlier_type.as_deref().and_then(OutlierType::parse),
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct DecisionRow {
-    id: Uuid,
-    instance: Uuid,
-    ts: DateTime<Utc>,
-    cpu_utilization: Option<f64>,
-    memory_usage: Option<f64>,
-    network_in: Option<i64>,
-    network_out: Option<i64>,
-    decision: String,
-    reason: String,
-    level_before: i32,
-    level_after: i32,
-    dry_run: bool,
-}
-
-impl From<DecisionRow> for DecisionRecord {
-    fn from(r: DecisionRow) -> Self {
-        DecisionRecord {
-            id: r.id,
-            instance: r.instance,
-            timestamp: r.ts,
-            cpu_utilization: r.cpu_utilization,
-            memory_usage: r.memory_usage,
-            network_in: r.network_in,
-            network_out: r.network_out,
-            decision: r.decision,
-            reason: r.reason,
-            level_before: r.level_before,
-            level_after: r.level_after,
-            dry_run: r.dry_run,
-        }
     }
 }
 
@@ -948,21 +787,10 @@ impl Store for PostgresStore {
                 |c| &mut c.collect,
                 slot,
                 limit,
-                |r: &CollectRow| r.0,
+                |r: &CollectRow| r.0.0,
             )
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, instance_id, region, is_mock, last_collected_at)| CollectTarget {
-                    id,
-                    instance_id,
-                    region,
-                    is_mock,
-                    last_collected_at,
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(row::collect_target).collect())
     }
 
     async fn record_collection(
@@ -1015,23 +843,10 @@ impl Store for PostgresStore {
                 |c| &mut c.scale,
                 slot,
                 limit,
-                |r: &ScaleRow| r.0,
+                |r: &ScaleRow| r.0.0,
             )
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, level, last_action_at, last, policy, shadow, shadow_at)| ScalingCandidate {
-                    id,
-                    level,
-                    last_action_at,
-                    last_decision: last.as_deref().and_then(Decision::parse),
-                    policy: super::decode_policy(policy),
-                    recommended_level: shadow,
-                    recommended_action_at: shadow_at,
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(row::scaling_candidate).collect())
     }
 
     async fn windows(
@@ -1502,117 +1317,6 @@ impl PostgresStore {
         add_counts(&mut tx, &locked, decisions, &counts).await?;
         tx.commit().await?;
         Ok(deleted)
-    }
-}
-
-use super::{SeriesBucket, SeriesDecision};
-
-#[derive(sqlx::FromRow)]
-struct SeriesRow {
-    start: DateTime<Utc>,
-    samples: i64,
-    cpu_avg: f64,
-    cpu_max: f64,
-    memory_avg: Option<f64>,
-    memory_max: Option<f64>,
-    network_in_avg: Option<f64>,
-    network_out_avg: Option<f64>,
-}
-
-impl From<SeriesRow> for SeriesBucket {
-    fn from(r: SeriesRow) -> Self {
-        SeriesBucket {
-            start: r.start,
-            samples: r.samples,
-            cpu_avg: r.cpu_avg,
-            cpu_max: r.cpu_max,
-            memory_avg: r.memory_avg,
-            memory_max: r.memory_max,
-            network_in_avg: r.network_in_avg,
-            network_out_avg: r.network_out_avg,
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct SeriesDecisionRow {
-    id: Uuid,
-    ts: DateTime<Utc>,
-    decision: String,
-    reason: String,
-    level_before: i32,
-    level_after: i32,
-}
-
-impl From<SeriesDecisionRow> for SeriesDecision {
-    fn from(r: SeriesDecisionRow) -> Self {
-        SeriesDecision {
-            id: r.id,
-            timestamp: r.ts,
-            decision: r.decision,
-            reason: r.reason,
-            level_before: r.level_before,
-            level_after: r.level_after,
-        }
-    }
-}
-
-// --- webhooks ---
-
-#[derive(sqlx::FromRow)]
-struct WebhookRow {
-    id: Uuid,
-    user_id: Uuid,
-    url: String,
-    events: sqlx::types::Json<Vec<String>>,
-    description: Option<String>,
-    secret: String,
-    created_at: DateTime<Utc>,
-}
-
-impl From<WebhookRow> for Webhook {
-    fn from(r: WebhookRow) -> Self {
-        Webhook {
-            id: r.id,
-            user_id: r.user_id,
-            url: r.url,
-            events: r.events.0,
-            description: r.description,
-            secret: r.secret,
-            created_at: r.created_at,
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct DeliveryRow {
-    id: Uuid,
-    event_type: String,
-    decision: Option<Uuid>,
-    status: String,
-    attempts: i32,
-    last_status: Option<i32>,
-    last_error: Option<String>,
-    next_attempt_at: DateTime<Utc>,
-    delivered_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-}
-
-impl From<DeliveryRow> for WebhookDelivery {
-    fn from(r: DeliveryRow) -> Self {
-        let pending = r.status == "pending";
-        WebhookDelivery {
-            id: r.id,
-            event_type: r.event_type,
-            decision: r.decision,
-            status: r.status,
-            attempts: r.attempts,
-            last_status: r.last_status,
-            last_error: r.last_error,
-            next_attempt_at: pending.then_some(r.next_attempt_at),
-            delivered_at: r.delivered_at,
-            created_at: r.created_at,
-        }
     }
 }
 

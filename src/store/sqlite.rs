@@ -19,17 +19,21 @@ use sqlx::sqlite::{
 };
 use uuid::Uuid;
 
+use super::row::{
+    self, CollectRow, DecisionRow, DeliveryRow, Id, InstanceRow, MetricRow, ScaleRow,
+    SeriesDecisionRow, SeriesRow, Time, UserRow, WebhookRow,
+};
 use super::{
     Backend, CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
     PageRequest, PoolConnections, PoolSettings, ScalingCandidate, Store, StoreError, StoreResult,
 };
 use crate::collect::CollectTarget;
 use crate::model::{
-    DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook,
-    OutlierType, User, Webhook, WebhookDelivery,
+    DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook, User,
+    Webhook, WebhookDelivery,
 };
 use crate::scaling::record::ScalingWrites;
-use crate::scaling::{Decision, PolicyPatch, Sample};
+use crate::scaling::{PolicyPatch, Sample};
 
 /// The store on a SQLite file.
 #[derive(Debug, Clone)]
@@ -67,104 +71,8 @@ fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn time(v: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(v).unwrap_or_default()
-}
-
 fn uuid(s: &str) -> StoreResult<Uuid> {
     Uuid::parse_str(s).map_err(decode_error)
-}
-
-#[derive(sqlx::FromRow)]
-struct UserRow {
-    id: String,
-    email: String,
-    password_hash: String,
-    created_at: i64,
-}
-
-impl TryFrom<UserRow> for User {
-    type Error = StoreError;
-    fn try_from(r: UserRow) -> StoreResult<Self> {
-        Ok(User {
-            id: uuid(&r.id)?,
-            email: r.email,
-            password_hash: r.password_hash,
-            created_at: time(r.created_at),
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct InstanceRow {
-    id: String,
-    user_id: String,
-    instance_id: String,
-    instance_type: String,
-    region: String,
-    is_mock: bool,
-    is_monitoring: bool,
-    scale_level: i32,
-    last_action_at: Option<i64>,
-    last_collected_at: Option<i64>,
-    last_collection_error: Option<String>,
-    created_at: i64,
-    policy: Option<String>,
-    recommended_level: i32,
-    recommended_action_at: Option<i64>,
-}
-
-impl TryFrom<InstanceRow> for Instance {
-    type Error = StoreError;
-    fn try_from(r: InstanceRow) -> StoreResult<Self> {
-        Ok(Instance {
-            id: uuid(&r.id)?,
-            user_id: uuid(&r.user_id)?,
-            instance_id: r.instance_id,
-            instance_type: r.instance_type,
-            region: r.region,
-            is_mock: r.is_mock,
-            is_monitoring: r.is_monitoring,
-            scale_level: r.scale_level,
-            last_action_at: r.last_action_at.map(time),
-            last_collected_at: r.last_collected_at.map(time),
-            last_collection_error: r.last_collection_error,
-            created_at: time(r.created_at),
-            policy: super::decode_policy(r.policy),
-            recommended_level: r.recommended_level,
-            recommended_action_at: r.recommended_action_at.map(time),
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct MetricRow {
-    id: String,
-    instance: String,
-    ts: i64,
-    cpu_utilization: f64,
-    memory_usage: Option<f64>,
-    network_in: Option<i64>,
-    network_out: Option<i64>,
-    is_outlier: bool,
-    outlier_type: Option<String>,
-}
-
-impl TryFrom<MetricRow> for Metric {
-    type Error = StoreError;
-    fn try_from(r: MetricRow) -> StoreResult<Self> {
-        Ok(Metric {
-            id: uuid(&r.id)?,
-            instance: uuid(&r.instance)?,
-            timestamp: time(r.ts),
-            cpu_utilization: r.cpu_utilization,
-            memory_usage: r.memory_usage,
-            network_in: r.network_in,
-            network_out: r.network_out,
-            is_outlier: r.is_outlier,
-            outlier_type: r.outlier_type.as_deref().and_then(OutlierType::parse),
-        })
-    }
 }
 
 /// SQL for a real column as the packed metrics read sends it: NULL stays NULL; a
@@ -237,9 +145,9 @@ impl TryFrom<PackedMetric> for MetricRow {
     fn try_from(p: PackedMetric) -> StoreResult<Self> {
         let (id, instance, ts, cpu, memory, network_in, network_out, outlier, outlier_type) = p;
         Ok(MetricRow {
-            id,
-            instance,
-            ts,
+            id: Id(uuid(&id)?),
+            instance: Id(uuid(&instance)?),
+            ts: Time(DateTime::from_timestamp_micros(ts).ok_or_else(|| decode_error("time"))?),
             cpu_utilization: cpu.value()?,
             memory_usage: memory.map(PackedReal::value).transpose()?,
             network_in,
@@ -254,48 +162,12 @@ fn decode_error(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Store
     StoreError::Other(sqlx::Error::Decode(e.into()))
 }
 
-#[derive(sqlx::FromRow)]
-struct DecisionRow {
-    id: String,
-    instance: String,
-    ts: i64,
-    cpu_utilization: Option<f64>,
-    memory_usage: Option<f64>,
-    network_in: Option<i64>,
-    network_out: Option<i64>,
-    decision: String,
-    reason: String,
-    level_before: i32,
-    level_after: i32,
-    dry_run: bool,
-}
-
-impl TryFrom<DecisionRow> for DecisionRecord {
-    type Error = StoreError;
-    fn try_from(r: DecisionRow) -> StoreResult<Self> {
-        Ok(DecisionRecord {
-            id: uuid(&r.id)?,
-            instance: uuid(&r.instance)?,
-            timestamp: time(r.ts),
-            cpu_utilization: r.cpu_utilization,
-            memory_usage: r.memory_usage,
-            network_in: r.network_in,
-            network_out: r.network_out,
-            decision: r.decision,
-            reason: r.reason,
-            level_before: r.level_before,
-            level_after: r.level_after,
-            dry_run: r.dry_run,
-        })
-    }
-}
-
 /// A window sample: position of its instance in the batch, id, ts, cpu, memory,
 /// network in and out, is_outlier.
 type WindowRow = (
     i64,
-    String,
-    i64,
+    Id,
+    Time,
     f64,
     Option<f64>,
     Option<i64>,
@@ -303,8 +175,8 @@ type WindowRow = (
     bool,
 );
 
-fn convert<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> StoreResult<Vec<T>> {
-    rows.into_iter().map(T::try_from).collect()
+fn convert<R, T: From<R>>(rows: Vec<R>) -> Vec<T> {
+    rows.into_iter().map(T::from).collect()
 }
 
 /// Inserts metrics given as one JSON array of rows, in one statement (atomic; the
@@ -375,7 +247,7 @@ impl Store for SqliteStore {
         .bind(micros(Utc::now()))
         .fetch_one(&self.pool)
         .await?;
-        row.try_into()
+        Ok(row.into())
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
@@ -385,7 +257,7 @@ impl Store for SqliteStore {
         .bind(email)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(TryInto::try_into).transpose()
+        Ok(row.map(Into::into))
     }
 
     async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<User>> {
@@ -394,7 +266,7 @@ impl Store for SqliteStore {
                 .bind(id.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
-        row.map(TryInto::try_into).transpose()
+        Ok(row.map(Into::into))
     }
 
     async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
@@ -433,7 +305,7 @@ impl Store for SqliteStore {
         .bind(micros(Utc::now()))
         .fetch_one(&self.pool)
         .await?;
-        row.try_into()
+        Ok(row.into())
     }
 
     async fn instances_of(&self, user: Uuid) -> StoreResult<Vec<Instance>> {
@@ -445,7 +317,7 @@ impl Store for SqliteStore {
         .bind(user.to_string())
         .fetch_all(&self.pool)
         .await?;
-        convert(rows)
+        Ok(convert(rows))
     }
 
     async fn instance_by_instance_id(&self, instance_id: &str) -> StoreResult<Option<Instance>> {
@@ -457,7 +329,7 @@ impl Store for SqliteStore {
         .bind(instance_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(TryInto::try_into).transpose()
+        Ok(row.map(Into::into))
     }
 
     async fn set_monitoring(&self, id: Uuid, on: bool) -> StoreResult<bool> {
@@ -510,8 +382,8 @@ impl Store for SqliteStore {
         .map(|row| {
             let (_, id, ts, cpu, memory, net_in, net_out, is_outlier) = row?;
             Ok(Sample {
-                id: uuid(&id)?,
-                timestamp: time(ts),
+                id: id.0,
+                timestamp: ts.0,
                 cpu,
                 memory,
                 network_in: net_in.map(|v| v as f64),
@@ -594,7 +466,7 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(match total {
             Some((total,)) => Page {
-                items: convert(rows)?,
+                items: convert(rows),
                 total,
             },
             None => Page::default(),
@@ -645,7 +517,7 @@ impl Store for SqliteStore {
         packed.sort_by(|a, b| (b.2, &b.0).cmp(&(a.2, &a.0)));
         let items = packed
             .into_iter()
-            .map(|p| Metric::try_from(MetricRow::try_from(p)?))
+            .map(|p| MetricRow::try_from(p).map(Metric::from))
             .collect::<StoreResult<_>>()?;
         Ok(Owned::Found(Page { items, total }))
     }
@@ -675,7 +547,7 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(match total {
             Some((total,)) => Page {
-                items: convert(rows)?,
+                items: convert(rows),
                 total,
             },
             None => Page::default(),
@@ -685,7 +557,7 @@ impl Store for SqliteStore {
     async fn claim_collection(&self, slot: i64, limit: i64) -> StoreResult<Vec<CollectTarget>> {
         // A single UPDATE takes the write lock at once, so the claim never has to
         // upgrade a read lock (which SQLite answers with SQLITE_BUSY).
-        let rows: Vec<(String, String, String, bool, Option<i64>)> = sqlx::query_as(
+        let rows: Vec<CollectRow> = sqlx::query_as(
             "UPDATE instances SET collect_slot = ?1
              WHERE id IN (SELECT id FROM instances
                           WHERE is_monitoring = 1 AND collect_slot < ?1 LIMIT ?2 + 0)
@@ -695,17 +567,7 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(id, instance_id, region, is_mock, last)| {
-                Ok(CollectTarget {
-                    id: uuid(&id)?,
-                    instance_id,
-                    region,
-                    is_mock,
-                    last_collected_at: last.map(time),
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(row::collect_target).collect())
     }
 
     async fn record_collection(
@@ -747,15 +609,6 @@ impl Store for SqliteStore {
     }
 
     async fn claim_scaling(&self, slot: i64, limit: i64) -> StoreResult<Vec<ScalingCandidate>> {
-        type ScaleRow = (
-            String,
-            i32,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-            i32,
-            Option<i64>,
-        );
         let rows: Vec<ScaleRow> = sqlx::query_as(
             "UPDATE instances SET scale_slot = ?1
              WHERE id IN (SELECT id FROM instances
@@ -767,21 +620,7 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(
-                |(id, level, last_action_at, last, policy, shadow, shadow_at)| {
-                    Ok(ScalingCandidate {
-                        id: uuid(&id)?,
-                        level,
-                        last_action_at: last_action_at.map(time),
-                        last_decision: last.as_deref().and_then(Decision::parse),
-                        policy: super::decode_policy(policy),
-                        recommended_level: shadow,
-                        recommended_action_at: shadow_at.map(time),
-                    })
-                },
-            )
-            .collect()
+        Ok(rows.into_iter().map(row::scaling_candidate).collect())
     }
 
     async fn windows(
@@ -817,8 +656,8 @@ impl Store for SqliteStore {
                     Ok((
                         instance,
                         Sample {
-                            id: uuid(&id)?,
-                            timestamp: time(ts),
+                            id: id.0,
+                            timestamp: ts.0,
                             cpu,
                             memory,
                             network_in: net_in.map(|v| v as f64),
@@ -850,7 +689,7 @@ impl Store for SqliteStore {
                     ])
                 })
                 .collect();
-            let rows: Vec<(String,)> = sqlx::query_as(
+            let rows: Vec<(Id,)> = sqlx::query_as(
                 "UPDATE instances
                  SET scale_level = CASE WHEN u.dry THEN scale_level ELSE u.after END,
                      last_action_at = CASE WHEN u.dry THEN last_action_at ELSE u.at END,
@@ -867,7 +706,7 @@ impl Store for SqliteStore {
             .fetch_all(&mut *tx)
             .await?;
             for (id,) in rows {
-                applied.insert(uuid(&id)?);
+                applied.insert(id.0);
             }
         }
         let rest = writes.after_changes(&applied);
@@ -963,7 +802,7 @@ impl Store for SqliteStore {
     }
 
     async fn login_failures(&self, keys: &[String]) -> StoreResult<Vec<LoginFailures>> {
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        let rows: Vec<(String, i64, Time)> = sqlx::query_as(
             "SELECT key, failures, window_start FROM login_failures
              WHERE key IN (SELECT value FROM json_each(?1))",
         )
@@ -975,7 +814,7 @@ impl Store for SqliteStore {
             .map(|(key, failures, start)| LoginFailures {
                 key,
                 failures,
-                window_start: time(start),
+                window_start: start.0,
             })
             .collect())
     }
@@ -1061,7 +900,7 @@ impl Store for SqliteStore {
         .bind(micros(to))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(TryInto::try_into).collect()
+        Ok(convert(rows))
     }
 
     async fn level_at(&self, instance: Uuid, at: DateTime<Utc>) -> StoreResult<Option<i32>> {
@@ -1122,7 +961,7 @@ impl Store for SqliteStore {
         .bind(max_per_user)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(TryInto::try_into).transpose()
+        Ok(row.map(Into::into))
     }
 
     async fn webhooks_of(&self, user: Uuid) -> StoreResult<Vec<Webhook>> {
@@ -1134,7 +973,7 @@ impl Store for SqliteStore {
         .bind(user.to_string())
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(TryInto::try_into).collect()
+        Ok(convert(rows))
     }
 
     async fn webhook_of(&self, user: Uuid, id: Uuid) -> StoreResult<Option<Webhook>> {
@@ -1147,7 +986,7 @@ impl Store for SqliteStore {
         .bind(user.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(TryInto::try_into).transpose()
+        Ok(row.map(Into::into))
     }
 
     async fn delete_webhook(&self, user: Uuid, id: Uuid) -> StoreResult<bool> {
@@ -1174,7 +1013,7 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(TryInto::try_into).collect()
+        Ok(convert(rows))
     }
 
     async fn queue_webhook_event(
@@ -1207,7 +1046,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<DueEvent>> {
         // One process per SQLite file, and one writer at a time: the lease alone
         // keeps an event from being claimed twice for one attempt.
-        let rows: Vec<(String, String, String, String, i32, i64)> = sqlx::query_as(
+        let rows: Vec<(Id, String, String, String, i32, Time)> = sqlx::query_as(
             "UPDATE webhook_events SET attempts = attempts + 1, next_attempt_at = ?2
              WHERE id IN (SELECT id FROM webhook_events
                           WHERE status = 'pending' AND next_attempt_at <= ?1
@@ -1222,18 +1061,17 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(id, url, secret, payload, attempt, created_at)| {
-                Ok(DueEvent {
-                    id: uuid(&id)?,
-                    url,
-                    secret,
-                    payload,
-                    attempt,
-                    created_at: time(created_at),
-                })
+        Ok(rows
+            .into_iter()
+            .map(|(id, url, secret, payload, attempt, created_at)| DueEvent {
+                id: id.0,
+                url,
+                secret,
+                payload,
+                attempt,
+                created_at: created_at.0,
             })
-            .collect()
+            .collect())
     }
 
     async fn record_webhook_attempts(&self, attempts: &[DeliveryAttempt]) -> StoreResult<()> {
@@ -1289,119 +1127,6 @@ impl SqliteStore {
 }
 
 use super::{SeriesBucket, SeriesDecision};
-
-#[derive(sqlx::FromRow)]
-struct SeriesRow {
-    start: i64,
-    samples: i64,
-    cpu_avg: f64,
-    cpu_max: f64,
-    memory_avg: Option<f64>,
-    memory_max: Option<f64>,
-    network_in_avg: Option<f64>,
-    network_out_avg: Option<f64>,
-}
-
-impl From<SeriesRow> for SeriesBucket {
-    fn from(r: SeriesRow) -> Self {
-        SeriesBucket {
-            start: time(r.start),
-            samples: r.samples,
-            cpu_avg: r.cpu_avg,
-            cpu_max: r.cpu_max,
-            memory_avg: r.memory_avg,
-            memory_max: r.memory_max,
-            network_in_avg: r.network_in_avg,
-            network_out_avg: r.network_out_avg,
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct SeriesDecisionRow {
-    id: String,
-    ts: i64,
-    decision: String,
-    reason: String,
-    level_before: i32,
-    level_after: i32,
-}
-
-impl TryFrom<SeriesDecisionRow> for SeriesDecision {
-    type Error = StoreError;
-
-    fn try_from(r: SeriesDecisionRow) -> StoreResult<Self> {
-        Ok(SeriesDecision {
-            id: uuid(&r.id)?,
-            timestamp: time(r.ts),
-            decision: r.decision,
-            reason: r.reason,
-            level_before: r.level_before,
-            level_after: r.level_after,
-        })
-    }
-}
-
-// --- webhooks ---
-
-#[derive(sqlx::FromRow)]
-struct WebhookRow {
-    id: String,
-    user_id: String,
-    url: String,
-    events: String,
-    description: Option<String>,
-    secret: String,
-    created_at: i64,
-}
-
-impl TryFrom<WebhookRow> for Webhook {
-    type Error = StoreError;
-    fn try_from(r: WebhookRow) -> StoreResult<Self> {
-        Ok(Webhook {
-            id: uuid(&r.id)?,
-            user_id: uuid(&r.user_id)?,
-            url: r.url,
-            events: serde_json::from_str(&r.events).map_err(decode_error)?,
-            description: r.description,
-            secret: r.secret,
-            created_at: time(r.created_at),
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct DeliveryRow {
-    id: String,
-    event_type: String,
-    decision: Option<String>,
-    status: String,
-    attempts: i32,
-    last_status: Option<i32>,
-    last_error: Option<String>,
-    next_attempt_at: i64,
-    delivered_at: Option<i64>,
-    created_at: i64,
-}
-
-impl TryFrom<DeliveryRow> for WebhookDelivery {
-    type Error = StoreError;
-    fn try_from(r: DeliveryRow) -> StoreResult<Self> {
-        let pending = r.status == "pending";
-        Ok(WebhookDelivery {
-            id: uuid(&r.id)?,
-            event_type: r.event_type,
-            decision: r.decision.as_deref().map(uuid).transpose()?,
-            status: r.status,
-            attempts: r.attempts,
-            last_status: r.last_status,
-            last_error: r.last_error,
-            next_attempt_at: pending.then(|| time(r.next_attempt_at)),
-            delivered_at: r.delivered_at.map(time),
-            created_at: time(r.created_at),
-        })
-    }
-}
 
 /// Queues one event per matching webhook of the instance's owner for each of the
 /// just-written decision rows in `records` (the JSON array `apply_scaling` bound,
