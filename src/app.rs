@@ -135,7 +135,7 @@ async fn connect_with_retry(settings: &Settings) -> anyhow::Result<Arc<dyn Store
     } else {
         "SQLite"
     };
-    let shown = redact(&settings.database_url);
+    let shown = redact(settings.database_url.as_str());
     if settings.database_defaulted {
         tracing::info!("DATABASE_URL not set: using the embedded SQLite database {shown}");
     } else {
@@ -196,7 +196,7 @@ fn jwt_secret(settings: &Settings) -> anyhow::Result<String> {
     if let Some(secret) = &settings.jwt_secret {
         return Ok(secret.clone());
     }
-    let Some(path) = secret_file(&settings.database_url) else {
+    let Some(path) = secret_file(settings.database_url.as_str()) else {
         tracing::warn!(
             "JWT_SECRET_KEY not set: using a random secret for this in-memory database; tokens end with the process"
         );

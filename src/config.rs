@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use chrono::TimeDelta;
 
 use crate::scaling::Policy;
+use crate::store::DatabaseUrl;
 
 /// The SQLite file used when `DATABASE_URL` is not set.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://autoscaler.db";
@@ -16,7 +17,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://autoscaler.db";
 /// Typed settings of the service.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// True when `DATABASE_URL` was not set and the SQLite default is in use.
     pub database_defaulted: bool,
     /// `None` where the secret is to be generated and kept beside the SQLite file.
@@ -61,14 +62,10 @@ impl Settings {
         };
         let database_url = var("DATABASE_URL");
         let database_defaulted = database_url.is_none();
-        let database_url = database_url.unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        let on_postgres =
-            database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
-        if !on_postgres && !database_url.starts_with("sqlite:") {
-            bail!(
-                "DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got {database_url:?})"
-            );
-        }
+        let database_url =
+            DatabaseUrl::parse(&database_url.unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()))
+                .map_err(anyhow::Error::msg)?;
+        let on_postgres = database_url.is_postgres();
         let jwt_secret = var("JWT_SECRET_KEY");
         match &jwt_secret {
             None if on_postgres => bail!(
@@ -144,7 +141,7 @@ impl Settings {
 
     /// Whether the database is PostgreSQL.
     pub fn on_postgres(&self) -> bool {
-        !self.database_url.starts_with("sqlite:")
+        self.database_url.is_postgres()
     }
 }
 

@@ -340,9 +340,12 @@ async fn a_collection_tick_stores_cloudwatch_datapoints_once() {
 
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/cw.db", dir.path().display());
-    let store = autoscaler::store::connect(&url, &PoolSettings::default())
-        .await
-        .unwrap();
+    let store = autoscaler::store::connect(
+        &autoscaler::store::DatabaseUrl::parse(&url).unwrap(),
+        &PoolSettings::default(),
+    )
+    .await
+    .unwrap();
     let user = store
         .create_user("cw@example.com", "not-a-real-hash")
         .await

@@ -502,9 +502,12 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero(database_url: &st
     let status = wait_exit(&mut child, Duration::from_secs(10)).await;
     assert!(status.success(), "exit status {status:?}");
 
-    let store = autoscaler::store::connect(database_url, &Default::default())
-        .await
-        .unwrap();
+    let store = autoscaler::store::connect(
+        &autoscaler::store::DatabaseUrl::parse(database_url).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let instance = store
         .instance_by_instance_id("mock-term")
         .await
@@ -573,9 +576,12 @@ async fn kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes(d
         "some simulations completed before the kill"
     );
 
-    let store = autoscaler::store::connect(database_url, &Default::default())
-        .await
-        .unwrap();
+    let store = autoscaler::store::connect(
+        &autoscaler::store::DatabaseUrl::parse(database_url).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let instance = store
         .instance_by_instance_id("mock-crash")
         .await
@@ -860,9 +866,12 @@ async fn kill_9_mid_delivery_leaves_the_committed_event_to_be_delivered_after_re
         .expect("the first delivery attempt arrives");
     signal(&child, "KILL");
     let _ = wait_exit(&mut child, Duration::from_secs(5)).await;
-    let store = autoscaler::store::connect(database_url, &Default::default())
-        .await
-        .unwrap();
+    let store = autoscaler::store::connect(
+        &autoscaler::store::DatabaseUrl::parse(database_url).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let id: uuid::Uuid = webhook.parse().unwrap();
     let events = store.webhook_deliveries(id, 10).await.unwrap();
     assert_eq!(events.len(), 1, "{events:?}");

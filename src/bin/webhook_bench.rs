@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.display()));
     let store = store::connect(
-        &url,
+        &store::DatabaseUrl::parse(&url).map_err(anyhow::Error::msg)?,
         &PoolSettings {
             max_connections: 16,
             ..PoolSettings::default()

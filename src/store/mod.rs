@@ -467,16 +467,52 @@ pub struct PoolConnections {
     pub idle: u32,
 }
 
-/// Opens the store named by `database_url` (`postgres://...` or `sqlite:...`) and
-/// applies its migrations.
-pub async fn connect(database_url: &str, pool: &PoolSettings) -> anyhow::Result<Arc<dyn Store>> {
-    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(database_url, pool).await?))
-    } else if database_url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(database_url, pool).await?))
-    } else {
-        anyhow::bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:")
+/// A `DATABASE_URL`, parsed once: which backend it names, and the URL itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `postgres://...` or `postgresql://...`
+    Postgres(String),
+    /// `sqlite:...`
+    Sqlite(String),
+}
+
+impl DatabaseUrl {
+    /// Reads a URL; the error says what is accepted.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(url.to_owned()))
+        } else if url.starts_with("sqlite:") {
+            Ok(DatabaseUrl::Sqlite(url.to_owned()))
+        } else {
+            Err(format!(
+                "DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got {url:?})"
+            ))
+        }
     }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            DatabaseUrl::Postgres(url) | DatabaseUrl::Sqlite(url) => url,
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, DatabaseUrl::Postgres(_))
+    }
+}
+
+impl PartialEq<&str> for DatabaseUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Opens the store `url` names and applies its migrations.
+pub async fn connect(url: &DatabaseUrl, pool: &PoolSettings) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match url {
+        DatabaseUrl::Postgres(url) => Arc::new(PostgresStore::connect(url, pool).await?),
+        DatabaseUrl::Sqlite(url) => Arc::new(SqliteStore::connect(url, pool).await?),
+    })
 }
 
 /// Connection pool tuning shared by both backends.

@@ -145,7 +145,12 @@ pub async fn spawn_app_with(db: Db, overrides: &[(&str, &str)]) -> Option<TestAp
 impl TestApp {
     /// A second replica: another server with its own pool on this app's database.
     pub async fn replica(&self, overrides: &[(&str, &str)]) -> TestApp {
-        start(&self.settings.database_url, overrides, DbGuard::Shared).await
+        start(
+            self.settings.database_url.as_str(),
+            overrides,
+            DbGuard::Shared,
+        )
+        .await
     }
 }
 
