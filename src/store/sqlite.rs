@@ -24,7 +24,7 @@ use super::{
     PageRequest, PoolConnections, PoolSettings, ScalingCandidate, ScalingOutcome, Store,
     StoreError, StoreResult, applied_level, decision_values,
 };
-use crate::collect::CollectTarget;
+use crate::collect::{CollectTarget, SourceKind};
 use crate::model::{
     DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook,
     OutlierType, User, Webhook, WebhookDelivery,
@@ -701,7 +701,7 @@ impl Store for SqliteStore {
                     id: uuid(&id)?,
                     instance_id,
                     region,
-                    is_mock,
+                    source: SourceKind::from_is_mock(is_mock),
                     last_collected_at: last.map(time),
                 })
             })
