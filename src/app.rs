@@ -12,13 +12,24 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{self, JwtKeys, LoginLimiter};
 use crate::collect::cloudwatch::CloudWatchSource;
 use crate::collect::mock::MockSource;
-use crate::collect::{LazySource, MetricSource};
+use crate::collect::{LazySource, MetricSource, SourceKind, Sources};
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::jobs::Jobs;
 use crate::signals::Signals;
 use crate::store::{self, PoolSettings, Store};
 use crate::webhooks::{self, Deliverer};
+
+/// The source each kind of instance is collected from. CloudWatch is set up on
+/// first use: a deployment watching only mock instances never loads AWS settings.
+fn sources() -> Sources {
+    Sources::from_fn(|kind| match kind {
+        SourceKind::Mock => Arc::new(MockSource),
+        SourceKind::CloudWatch => Arc::new(LazySource::new(|| async {
+            Box::new(CloudWatchSource::from_env().await) as Box<dyn MetricSource>
+        })),
+    })
+}
 
 /// A built application: listener bound, database migrated, ready to serve.
 pub struct Application {
@@ -79,13 +90,9 @@ impl Application {
     ) -> anyhow::Result<()> {
         let cancel = CancellationToken::new();
         let jobs = if self.settings.run_jobs {
-            let cloud = LazySource::new(|| async {
-                Box::new(CloudWatchSource::from_env().await) as Box<dyn MetricSource>
-            });
             Jobs {
                 store: self.state.store.clone(),
-                mock: Arc::new(MockSource),
-                cloud: Arc::new(cloud),
+                sources: sources(),
                 policy: self.settings.policy.clone(),
                 metrics_interval: self.settings.metrics_interval,
                 scaling_interval: self.settings.scaling_interval,

@@ -64,7 +64,8 @@ impl OutlierType {
     }
 }
 
-/// Where a metric came from.
+/// Where a metric came from: a collection from the source of a
+/// `collect::SourceKind` (each kind has its variant here), or the simulate endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricSource {
     Mock,

@@ -3,7 +3,22 @@
 use std::path::Path;
 
 use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+/// The file layer's field formatter: `DefaultFields` under a type of its own. Two
+/// layers with the same formatter type share one formatted copy of each span's
+/// fields, so the file would get the terminal's colour codes and every
+/// `Span::record` would be appended twice.
+struct FileFields(DefaultFields);
+
+impl<'w> FormatFields<'w> for FileFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> std::fmt::Result {
+        self.0.format_fields(writer, fields)
+    }
+}
 
 /// Installs the global subscriber. Keep the guard alive: dropping it flushes the
 /// file writer.
@@ -18,7 +33,12 @@ pub fn init(log_dir: &Path) -> anyhow::Result<WorkerGuard> {
     tracing_subscriber::registry()
         .with(filter)
         .with(fmt::layer())
-        .with(fmt::layer().with_ansi(false).with_writer(file))
+        .with(
+            fmt::layer()
+                .with_ansi(false)
+                .fmt_fields(FileFields(DefaultFields::new()))
+                .with_writer(file),
+        )
         .try_init()?;
     Ok(guard)
 }

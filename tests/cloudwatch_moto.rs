@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use autoscaler::collect::cloudwatch::CloudWatchSource;
-use autoscaler::collect::{CollectTarget, MetricSource};
+use autoscaler::collect::{CollectTarget, MetricSource, SourceKind};
 use autoscaler::model::{MetricSource as Source, NewMetric};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_cloudwatch::Client;
@@ -56,7 +56,7 @@ fn target(instance_id: &str, last_collected_at: Option<DateTime<Utc>>) -> Collec
         id: Uuid::new_v4(),
         instance_id: instance_id.to_owned(),
         region: REGION.to_owned(),
-        is_mock: false,
+        source: SourceKind::CloudWatch,
         last_collected_at,
     }
 }
@@ -327,6 +327,7 @@ async fn an_unreachable_endpoint_is_an_error_for_each_instance() {
 /// nothing new: a datapoint is stored once.
 #[tokio::test]
 async fn a_collection_tick_stores_cloudwatch_datapoints_once() {
+    use autoscaler::collect::Sources;
     use autoscaler::collect::mock::MockSource;
     use autoscaler::jobs::run_collection_tick;
     use autoscaler::store::{NewInstance, PoolSettings};
@@ -336,7 +337,11 @@ async fn a_collection_tick_stores_cloudwatch_datapoints_once() {
     };
     let config = sdk_config(&endpoint).await;
     let client = Client::new(&config);
-    let source = CloudWatchSource::new(config);
+    let cloud: Arc<dyn MetricSource> = Arc::new(CloudWatchSource::new(config));
+    let sources = Sources::from_fn(|kind| match kind {
+        SourceKind::Mock => Arc::new(MockSource),
+        SourceKind::CloudWatch => cloud.clone(),
+    });
 
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/cw.db", dir.path().display());
@@ -392,7 +397,7 @@ async fn a_collection_tick_stores_cloudwatch_datapoints_once() {
 
     let interval = std::time::Duration::from_secs(30);
     let now = Utc::now();
-    let report = run_collection_tick(store.as_ref(), &MockSource, &source, interval, now)
+    let report = run_collection_tick(store.as_ref(), &sources, interval, now)
         .await
         .unwrap();
     assert_eq!((report.instances, report.rows, report.events), (1, 2, 0));
@@ -427,15 +432,9 @@ async fn a_collection_tick_stores_cloudwatch_datapoints_once() {
 
     // The next tick reads the same minutes again (they are still within the window)
     // and stores nothing new.
-    let report = run_collection_tick(
-        store.as_ref(),
-        &MockSource,
-        &source,
-        interval,
-        now + seconds(30),
-    )
-    .await
-    .unwrap();
+    let report = run_collection_tick(store.as_ref(), &sources, interval, now + seconds(30))
+        .await
+        .unwrap();
     assert_eq!((report.instances, report.rows), (1, 0));
     assert_eq!(
         store.recent_metrics(instance.id, 10).await.unwrap().len(),

@@ -23,7 +23,7 @@ use rand::RngExt;
 use uuid::Uuid;
 
 use autoscaler::collect::mock::{self, MockSource};
-use autoscaler::collect::{CollectTarget, MetricSource};
+use autoscaler::collect::{CollectTarget, SourceKind, Sources};
 use autoscaler::jobs::{TickReport, run_collection_tick, run_scaling_tick};
 use autoscaler::model::{
     DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook, User,
@@ -657,7 +657,7 @@ async fn seed_metrics(
                         id,
                         instance_id: String::new(),
                         region: String::new(),
-                        is_mock: true,
+                        source: SourceKind::Mock,
                         last_collected_at: None,
                     };
                     let mut m = mock::sample(&target, ts, &mut rng);
@@ -713,18 +713,18 @@ async fn run_tick(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> anyhow::Result<TickRun> {
-    let source = MockSource;
+    // Every instance is a mock one; any other kind would be read as mock too.
+    let sources = Sources::from_fn(|_| Arc::new(MockSource));
     let started = Instant::now();
     let reports = futures::future::try_join_all(replicas.iter().map(|store| {
-        let source: &dyn MetricSource = &source;
+        let sources = &sources;
         async move {
             match kind {
                 Kind::Scaling => {
                     run_scaling_tick(store.as_ref(), policy, SCALING_INTERVAL, now).await
                 }
                 Kind::Collection => {
-                    run_collection_tick(store.as_ref(), source, source, COLLECTION_INTERVAL, now)
-                        .await
+                    run_collection_tick(store.as_ref(), sources, COLLECTION_INTERVAL, now).await
                 }
             }
         }

@@ -521,6 +521,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+    use crate::collect::SourceKind;
 
     fn at(hour: u32, minute: u32, second: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2025, 3, 1, hour, minute, second)
@@ -532,7 +533,7 @@ mod tests {
             id: Uuid::new_v4(),
             instance_id: instance_id.into(),
             region: region.into(),
-            is_mock: false,
+            source: SourceKind::CloudWatch,
             last_collected_at: last,
         }
     }

@@ -54,6 +54,7 @@ impl MetricSource for MockSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::SourceKind;
     use uuid::Uuid;
 
     #[test]
@@ -62,7 +63,7 @@ mod tests {
             id: Uuid::new_v4(),
             instance_id: "mock-1".into(),
             region: "mock".into(),
-            is_mock: true,
+            source: SourceKind::Mock,
             last_collected_at: None,
         };
         let now = Utc::now();

@@ -1,12 +1,18 @@
 //! Metric sources: where each monitored instance's samples come from.
 //! Mock instances get generated values; real ones are read from CloudWatch.
+//! Each `SourceKind` has one `MetricSource` in the app's `Sources`.
 
 pub mod cloudwatch;
+pub mod kind;
 pub mod mock;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
+
+pub use kind::{PerKind, SourceKind};
 
 use crate::model::NewMetric;
 
@@ -18,7 +24,8 @@ pub struct CollectTarget {
     /// User-facing id (`i-...` for EC2).
     pub instance_id: String,
     pub region: String,
-    pub is_mock: bool,
+    /// Which source it is read from.
+    pub source: SourceKind,
     /// Timestamp of the newest sample already stored from this source; anything
     /// at or before it is not stored again.
     pub last_collected_at: Option<DateTime<Utc>>,
@@ -39,6 +46,9 @@ pub trait MetricSource: Send + Sync {
     /// One instance's failure is reported in its own `Collected`, never for the batch.
     async fn collect(&self, targets: &[CollectTarget], now: DateTime<Utc>) -> Vec<Collected>;
 }
+
+/// The registry of sources: the one each kind's instances are collected from.
+pub type Sources = PerKind<Arc<dyn MetricSource>>;
 
 /// A source built on first use: the AWS configuration (credential chain, region,
 /// endpoint) is only loaded once a real instance is actually monitored.

@@ -14,9 +14,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 use uuid::Uuid;
 
-use crate::collect::{CollectTarget, Collected, MetricSource};
+use crate::collect::{CollectTarget, Collected, MetricSource, PerKind, Sources};
 use crate::scaling::record::ScalingOutcome;
 use crate::scaling::{Decision, Policy, PolicyPatch, Sample};
 use crate::signals::{Signals, TickOutcome};
@@ -53,17 +55,15 @@ pub struct TickReport {
     pub dry_runs: usize,
     pub dry_scale_ups: usize,
     pub dry_scale_downs: usize,
-    /// Collection: the failed collections of real (CloudWatch) instances; the other
-    /// `events` are mock ones.
-    pub cloud_errors: usize,
+    /// Collection: the failed collections per source kind (they add up to `events`).
+    pub errors_by_source: PerKind<usize>,
 }
 
 /// Collects one sample set for every monitored instance not yet collected in the
-/// tick `now` falls in: mock instances from `mock`, real ones from `cloud`.
+/// tick `now` falls in, each from the source of its kind in `sources`.
 pub async fn run_collection_tick(
     store: &dyn Store,
-    mock: &dyn MetricSource,
-    cloud: &dyn MetricSource,
+    sources: &Sources,
     interval: Duration,
     now: DateTime<Utc>,
 ) -> StoreResult<TickReport> {
@@ -74,35 +74,40 @@ pub async fn run_collection_tick(
         if targets.is_empty() {
             return Ok(report);
         }
-        let (mocks, reals): (Vec<CollectTarget>, Vec<CollectTarget>) =
-            targets.into_iter().partition(|t| t.is_mock);
-        let (mut collected, from_cloud) = tokio::join!(
-            collect_some(mock, &mocks, now),
-            collect_some(cloud, &reals, now)
-        );
-        report.cloud_errors += from_cloud.iter().filter(|c| c.result.is_err()).count();
-        collected.extend(from_cloud);
+        let count = targets.len();
+        let mut groups: PerKind<Vec<CollectTarget>> = PerKind::default();
+        for target in targets {
+            groups[target.source].push(target);
+        }
+        // Every kind's group from its own source, all at once.
+        let collected = futures::future::join_all(groups.iter().map(|(kind, group)| async move {
+            (kind, collect_some(sources[kind].as_ref(), group, now).await)
+        }))
+        .await;
 
-        let mut metrics = Vec::with_capacity(collected.len());
-        let mut statuses = Vec::with_capacity(collected.len());
-        for Collected { instance, result } in collected {
-            report.instances += 1;
-            match result {
-                Ok(samples) => {
-                    statuses.push(CollectionStatus {
-                        instance,
-                        last_collected_at: samples.iter().map(|m| m.timestamp).max(),
-                        error: None,
-                    });
-                    metrics.extend(samples);
-                }
-                Err(error) => {
-                    report.events += 1;
-                    statuses.push(CollectionStatus {
-                        instance,
-                        last_collected_at: None,
-                        error: Some(error),
-                    });
+        let mut metrics = Vec::with_capacity(count);
+        let mut statuses = Vec::with_capacity(count);
+        for (kind, batch) in collected {
+            for Collected { instance, result } in batch {
+                report.instances += 1;
+                match result {
+                    Ok(samples) => {
+                        statuses.push(CollectionStatus {
+                            instance,
+                            last_collected_at: samples.iter().map(|m| m.timestamp).max(),
+                            error: None,
+                        });
+                        metrics.extend(samples);
+                    }
+                    Err(error) => {
+                        report.events += 1;
+                        report.errors_by_source[kind] += 1;
+                        statuses.push(CollectionStatus {
+                            instance,
+                            last_collected_at: None,
+                            error: Some(error),
+                        });
+                    }
                 }
             }
         }
@@ -234,8 +239,8 @@ pub async fn run_retention_tick(
 #[derive(Clone)]
 pub struct Jobs {
     pub store: Arc<dyn Store>,
-    pub mock: Arc<dyn MetricSource>,
-    pub cloud: Arc<dyn MetricSource>,
+    /// The source each kind of instance is collected from.
+    pub sources: Sources,
     pub policy: Policy,
     pub metrics_interval: Duration,
     pub scaling_interval: Duration,
@@ -248,29 +253,28 @@ pub struct Jobs {
 /// How often retention runs.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
 
+// Each tick records what it did on the span `every` runs it in (see `tick_span`).
 impl Jobs {
-    async fn collect(self: Arc<Self>, now: DateTime<Utc>) -> StoreResult<String> {
+    async fn collect(self: Arc<Self>, now: DateTime<Utc>) -> StoreResult<()> {
         let report = run_collection_tick(
             self.store.as_ref(),
-            self.mock.as_ref(),
-            self.cloud.as_ref(),
+            &self.sources,
             self.metrics_interval,
             now,
         )
         .await?;
-        self.signals.record_collection_errors(
-            "mock",
-            report.events.saturating_sub(report.cloud_errors) as u64,
-        );
-        self.signals
-            .record_collection_errors("cloudwatch", report.cloud_errors as u64);
-        Ok(format!(
-            "{} instances, {} metrics stored, {} failed",
-            report.instances, report.rows, report.events
-        ))
+        for (kind, &errors) in report.errors_by_source.iter() {
+            self.signals
+                .record_collection_errors(kind.as_str(), errors as u64);
+        }
+        let span = Span::current();
+        span.record("instances", report.instances);
+        span.record("rows", report.rows);
+        span.record("errors", report.events);
+        Ok(())
     }
 
-    async fn scale(self: Arc<Self>, now: DateTime<Utc>) -> StoreResult<String> {
+    async fn scale(self: Arc<Self>, now: DateTime<Utc>) -> StoreResult<()> {
         let report = run_scaling_tick(
             self.store.as_ref(),
             &self.policy,
@@ -295,13 +299,15 @@ impl Jobs {
             self.signals
                 .record_decisions(decision, dry_run, count as u64);
         }
-        Ok(format!(
-            "{} instances evaluated, {} actions, {} decisions recorded",
-            report.instances, report.events, report.rows
-        ))
+        let span = Span::current();
+        span.record("instances", r.instances);
+        span.record("rows", r.rows);
+        span.record("actions", r.events);
+        span.record("dry_runs", r.dry_runs);
+        Ok(())
     }
 
-    async fn retain(self: Arc<Self>, now: DateTime<Utc>) -> StoreResult<String> {
+    async fn retain(self: Arc<Self>, now: DateTime<Utc>) -> StoreResult<()> {
         let deleted = run_retention_tick(
             self.store.as_ref(),
             self.metrics_retention_days,
@@ -309,7 +315,8 @@ impl Jobs {
             now,
         )
         .await?;
-        Ok(format!("{deleted} expired rows deleted"))
+        Span::current().record("deleted", deleted);
+        Ok(())
     }
 
     /// Starts the loops; they stop, each after its in-flight tick, once `cancel` fires.
@@ -337,8 +344,28 @@ impl Jobs {
     }
 }
 
-/// One tick of a job, started at the given time; it returns a summary for the log.
-type Tick = fn(Arc<Jobs>, DateTime<Utc>) -> BoxFuture<'static, StoreResult<String>>;
+/// One tick of a job, started at the given time; it records its figures on the
+/// current span.
+type Tick = fn(Arc<Jobs>, DateTime<Utc>) -> BoxFuture<'static, StoreResult<()>>;
+
+/// The span one tick of `job` runs in. The tick records the figures that apply
+/// to it: `instances` claimed, `rows` written (metrics or decisions), `errors`
+/// (failed collections), `actions` and `dry_runs` (scaling), `deleted`
+/// (retention); the loop records `took_ms`.
+fn tick_span(job: &'static str, slot: i64) -> Span {
+    tracing::info_span!(
+        "tick",
+        job,
+        slot,
+        instances = Empty,
+        rows = Empty,
+        errors = Empty,
+        actions = Empty,
+        dry_runs = Empty,
+        deleted = Empty,
+        took_ms = Empty,
+    )
+}
 
 /// Runs `tick` at every wall-clock multiple of `interval` until `cancel` fires. A
 /// tick that overruns makes the loop skip the boundaries it missed rather than
@@ -361,22 +388,20 @@ fn every(
                 _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
             }
             let started = std::time::Instant::now();
-            let result = tick(jobs.clone(), Utc::now()).await;
+            let now = Utc::now();
+            let span = tick_span(name, slot_of(now, interval));
+            let result = tick(jobs.clone(), now).instrument(span.clone()).await;
+            let took = started.elapsed();
             let outcome = match &result {
                 Ok(_) => TickOutcome::Ok,
                 Err(_) => TickOutcome::Error,
             };
-            jobs.signals.record_tick(name, outcome, started.elapsed());
-            match result {
-                Ok(summary) => tracing::debug!(
-                    job = name,
-                    took_ms = started.elapsed().as_millis() as u64,
-                    "{summary}"
-                ),
-                Err(e) => {
-                    tracing::error!(job = name, error = %e, "tick failed; will retry next tick")
-                }
-            }
+            jobs.signals.record_tick(name, outcome, took);
+            span.record("took_ms", took.as_millis() as u64);
+            span.in_scope(|| match result {
+                Ok(()) => tracing::debug!("tick done"),
+                Err(e) => tracing::error!(error = %e, "tick failed; will retry next tick"),
+            });
         }
         tracing::info!(job = name, "stopped");
     })

@@ -13,7 +13,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
 use super::{ScalingCandidate, SeriesBucket, SeriesDecision};
-use crate::collect::CollectTarget;
+use crate::collect::{CollectTarget, SourceKind};
 use crate::model::{DecisionRecord, Instance, Metric, OutlierType, User, Webhook, WebhookDelivery};
 use crate::scaling::Decision;
 
@@ -277,7 +277,7 @@ pub(super) fn collect_target(
         id: id.0,
         instance_id,
         region,
-        is_mock,
+        source: SourceKind::from_is_mock(is_mock),
         last_collected_at: time(last_collected_at),
     }
 }

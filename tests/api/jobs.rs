@@ -1,11 +1,12 @@
 //! The background ticks, driven directly with chosen clocks.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use autoscaler::collect::mock::MockSource;
-use autoscaler::collect::{CollectTarget, Collected, MetricSource};
+use autoscaler::collect::{CollectTarget, Collected, MetricSource, SourceKind, Sources};
 use autoscaler::jobs::{run_collection_tick, run_retention_tick, run_scaling_tick};
 use autoscaler::model::{MetricSource as Source, NewMetric};
 use autoscaler::store::PoolSettings;
@@ -64,6 +65,14 @@ impl MetricSource for FailingSource {
     }
 }
 
+/// Mock instances from the mock source, every other kind from `FailingSource`.
+fn sources() -> Sources {
+    Sources::from_fn(|kind| match kind {
+        SourceKind::Mock => Arc::new(MockSource),
+        _ => Arc::new(FailingSource),
+    })
+}
+
 on_both_databases! {
     async fn collection_and_scaling_ticks_at_the_same_moment_each_handle_every_instance(app) {
         // Both jobs fire together every 30 s and claim the same rows; neither may
@@ -75,11 +84,12 @@ on_both_databases! {
             app.mock_instance(&token, &id).await;
             app.patch(&format!("/api/instances/{id}/monitor/start"), &token).await;
         }
+        let sources = sources();
         let start = Utc::now();
         for k in 0..6 {
             let at = start + TimeDelta::seconds(30 * k);
             let (collected, scaled) = tokio::join!(
-                run_collection_tick(app.store.as_ref(), &MockSource, &FailingSource, COLLECTION, at),
+                run_collection_tick(app.store.as_ref(), &sources, COLLECTION, at),
                 run_scaling_tick(app.store.as_ref(), &app.settings.policy, SCALING, at),
             );
             assert_eq!(collected.unwrap().instances, N, "collection, tick {k}");
@@ -230,9 +240,9 @@ on_both_databases! {
         let now = Utc::now();
         for k in 0..3 {
             let at = now + TimeDelta::seconds(30 * k);
-            let report = run_collection_tick(app.store.as_ref(), &MockSource, &FailingSource, COLLECTION, at).await.unwrap();
+            let report = run_collection_tick(app.store.as_ref(), &sources(), COLLECTION, at).await.unwrap();
             assert_eq!((report.instances, report.rows), (2, 2));
-            let again = run_collection_tick(app.store.as_ref(), &MockSource, &FailingSource, COLLECTION, at).await.unwrap();
+            let again = run_collection_tick(app.store.as_ref(), &sources(), COLLECTION, at).await.unwrap();
             assert_eq!(again.instances, 0, "a slot is collected once");
         }
         for (id, expected) in [("mock-a", 3), ("mock-b", 3), ("mock-idle", 0)] {
@@ -261,7 +271,7 @@ on_both_databases! {
         app.patch("/api/instances/mock-ok/monitor/start", &token).await;
         app.patch("/api/instances/i-0123456789abcdef0/monitor/start", &token).await;
 
-        let report = run_collection_tick(app.store.as_ref(), &MockSource, &FailingSource, COLLECTION, Utc::now()).await.unwrap();
+        let report = run_collection_tick(app.store.as_ref(), &sources(), COLLECTION, Utc::now()).await.unwrap();
         assert_eq!((report.instances, report.rows, report.events), (2, 1, 1));
         let (_, body) = app.get("/api/instances/", &token).await;
         let by_id: HashMap<&str, &serde_json::Value> = body["instances"]
@@ -300,14 +310,15 @@ async fn two_replicas_share_ticks_without_duplicates() {
     let pool = PoolSettings::default();
     let a = autoscaler::store::connect(url, &pool).await.unwrap();
     let b = autoscaler::store::connect(url, &pool).await.unwrap();
+    let sources = sources();
     let start = Utc::now();
     const TICKS: i64 = 8;
     let (mut handled_a, mut handled_b) = (0, 0);
     for k in 0..TICKS {
         let at = start + TimeDelta::seconds(30 * k);
         let (ra, rb) = tokio::join!(
-            run_collection_tick(a.as_ref(), &MockSource, &FailingSource, COLLECTION, at),
-            run_collection_tick(b.as_ref(), &MockSource, &FailingSource, COLLECTION, at),
+            run_collection_tick(a.as_ref(), &sources, COLLECTION, at),
+            run_collection_tick(b.as_ref(), &sources, COLLECTION, at),
         );
         let (ra, rb) = (ra.unwrap(), rb.unwrap());
         assert_eq!(ra.instances + rb.instances, N, "tick {k}");
