@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
 use uuid::Uuid;
 
 use super::{
-    Backend, CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
+    CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
     PageRequest, PoolConnections, PoolSettings, ScalingCandidate, ScalingOutcome, Store,
     StoreError, StoreResult, applied_level, decision_values,
 };
@@ -197,11 +197,6 @@ impl PostgresStore {
         });
         *job(&mut self.cursors.lock().expect("claim cursors")) = ClaimCursor { slot, from: next };
         Ok(rows)
-    }
-
-    /// The underlying pool, for tests and benchmarks.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
     }
 }
 
@@ -518,10 +513,6 @@ impl MetricColumns {
 
 #[async_trait]
 impl Store for PostgresStore {
-    fn backend(&self) -> Backend {
-        Backend::Postgres
-    }
-
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

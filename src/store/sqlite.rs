@@ -20,7 +20,7 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::{
-    Backend, CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
+    CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
     PageRequest, PoolConnections, PoolSettings, ScalingCandidate, ScalingOutcome, Store,
     StoreError, StoreResult, applied_level, decision_values,
 };
@@ -355,10 +355,6 @@ async fn insert_metric_rows(
 
 #[async_trait]
 impl Store for SqliteStore {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
-    }
-
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
