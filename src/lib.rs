@@ -17,4 +17,6 @@ pub mod scaling;
 pub mod signals;
 pub mod store;
 pub mod telemetry;
+/// Scratch databases for the tests and the benchmarks; not used by the service.
+pub mod testing;
 pub mod webhooks;

@@ -8,34 +8,39 @@
 //!
 //! Without `--database-url` it runs on a temporary SQLite file. On PostgreSQL it
 //! creates a fresh database beside the one named (dropped at the end unless
-//! `--keep`), or uses the named one if it may not create databases and it is empty.
+//! `--keep`), or uses the named one if it may not create databases and it monitors
+//! no instances yet.
 //! For a local server add `?sslmode=disable`: over TLS, sqlx 0.9.0 stalls ~40 ms on
 //! every large statement (see BENCHMARKS.md, which also has the figures).
+//!
+//! It drives the service's public API only: the fleet is seeded through the
+//! `Store` trait, the ticks are the jobs' own `run_scaling_tick` and
+//! `run_collection_tick`, timed from outside. The database time inside a tick comes
+//! from sqlx's own per-statement events (target `sqlx::query`), which a tracing
+//! layer here adds up per replica and per statement.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use async_trait::async_trait;
+use anyhow::{Context as _, bail};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use futures::{StreamExt, TryStreamExt};
 use rand::RngExt;
+use tracing::Instrument;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use uuid::Uuid;
 
 use autoscaler::collect::mock::{self, MockSource};
 use autoscaler::collect::{CollectTarget, SourceKind, Sources};
 use autoscaler::jobs::{TickReport, run_collection_tick, run_scaling_tick};
-use autoscaler::model::{
-    DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook, User,
-    Webhook, WebhookDelivery,
-};
-use autoscaler::scaling::record::ScalingWrites;
-use autoscaler::scaling::{Policy, PolicyPatch, Sample};
-use autoscaler::store::{
-    Backend, CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
-    PageRequest, PoolConnections, PoolSettings, PostgresStore, ScalingCandidate, SqliteStore,
-    Store, StoreResult,
-};
+use autoscaler::model::NewMetric;
+use autoscaler::scaling::{Policy, PolicyPatch};
+use autoscaler::store::{self, NewInstance, PoolSettings, Store};
+use autoscaler::testing::{self, ScratchDatabase};
 
 /// The service's default intervals (METRICS_INTERVAL_SECONDS, SCALING_INTERVAL_SECONDS).
 const SCALING_INTERVAL: Duration = Duration::from_secs(15);
@@ -133,343 +138,221 @@ fn ms(d: Duration) -> f64 {
 }
 
 // ---------------------------------------------------------------------------
-// A store that times the calls the ticks make.
+// Database time, from sqlx's statement events.
 
-/// The store calls a tick makes, timed separately.
-#[derive(Debug, Clone, Copy)]
-enum Op {
-    ClaimScaling,
-    Windows,
-    ApplyScaling,
-    ClaimCollection,
-    RecordCollection,
+/// Which database the bench runs on, read from its URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
 }
 
-const OPS: [(Op, &str); 5] = [
-    (Op::ClaimScaling, "claim_scaling"),
-    (Op::Windows, "windows"),
-    (Op::ApplyScaling, "apply_scaling"),
-    (Op::ClaimCollection, "claim_collection"),
-    (Op::RecordCollection, "record_collection"),
-];
-
-/// Calls and total time per `Op`.
-type Stats = [(u32, Duration); 5];
-
-/// Forwards to `inner`, adding up the time spent in each hot call and noting
-/// which instances its claims handed out.
-struct TimedStore {
-    inner: Arc<dyn Store>,
-    stats: Mutex<Stats>,
-    claimed: Mutex<Vec<Uuid>>,
-}
-
-impl TimedStore {
-    fn new(inner: Arc<dyn Store>) -> Self {
-        TimedStore {
-            inner,
-            stats: Mutex::new(Default::default()),
-            claimed: Mutex::new(Vec::new()),
+impl Backend {
+    fn of(url: &str) -> Option<Backend> {
+        match store::DatabaseUrl::parse(url).ok()? {
+            store::DatabaseUrl::Sqlite(_) => Some(Backend::Sqlite),
+            store::DatabaseUrl::Postgres(_) => Some(Backend::Postgres),
         }
     }
 
-    fn note_claimed(&self, ids: impl Iterator<Item = Uuid>) {
-        self.claimed.lock().expect("claimed lock").extend(ids);
-    }
-
-    /// The instances claimed since the last call, reset.
-    fn take_claimed(&self) -> Vec<Uuid> {
-        std::mem::take(&mut *self.claimed.lock().expect("claimed lock"))
-    }
-
-    async fn timed<T>(&self, op: Op, call: impl Future<Output = T>) -> T {
-        let started = Instant::now();
-        let out = call.await;
-        let mut stats = self.stats.lock().expect("stats lock");
-        stats[op as usize].0 += 1;
-        stats[op as usize].1 += started.elapsed();
-        out
-    }
-
-    /// The stats since the last call, reset.
-    fn take(&self) -> Stats {
-        std::mem::take(&mut *self.stats.lock().expect("stats lock"))
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
     }
 }
 
-#[async_trait]
-impl Store for TimedStore {
-    fn backend(&self) -> Backend {
-        self.inner.backend()
-    }
-    async fn ping(&self) -> StoreResult<()> {
-        self.inner.ping().await
-    }
-    async fn create_user(&self, email: &str, password_hash: &str) -> StoreResult<User> {
-        self.inner.create_user(email, password_hash).await
-    }
-    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        self.inner.user_by_email(email).await
-    }
-    async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<User>> {
-        self.inner.user_by_id(id).await
-    }
-    async fn delete_user(&self, id: Uuid) -> StoreResult<bool> {
-        self.inner.delete_user(id).await
-    }
-    async fn instance_counts(&self, user: Uuid) -> StoreResult<InstanceCounts> {
-        self.inner.instance_counts(user).await
-    }
-    async fn create_instance(&self, new: &NewInstance) -> StoreResult<Instance> {
-        self.inner.create_instance(new).await
-    }
-    async fn instances_of(&self, user: Uuid) -> StoreResult<Vec<Instance>> {
-        self.inner.instances_of(user).await
-    }
-    async fn instance_by_instance_id(&self, instance_id: &str) -> StoreResult<Option<Instance>> {
-        self.inner.instance_by_instance_id(instance_id).await
-    }
-    async fn set_monitoring(&self, id: Uuid, on: bool) -> StoreResult<bool> {
-        self.inner.set_monitoring(id, on).await
-    }
-    async fn insert_metrics(&self, metrics: &[NewMetric]) -> StoreResult<Vec<Metric>> {
-        self.inner.insert_metrics(metrics).await
-    }
-    async fn set_policy(
-        &self,
-        id: Uuid,
-        policy: Option<&PolicyPatch>,
-        reset_shadow: bool,
-    ) -> StoreResult<bool> {
-        self.inner.set_policy(id, policy, reset_shadow).await
-    }
-    fn history(
-        &self,
-        instance: Uuid,
-        since: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> futures::stream::BoxStream<'_, StoreResult<Sample>> {
-        self.inner.history(instance, since, until)
-    }
-    async fn delete_instance(&self, id: Uuid) -> StoreResult<Deletion> {
-        self.inner.delete_instance(id).await
-    }
-    async fn replace_metrics(
-        &self,
-        instance: Uuid,
-        metrics: &[NewMetric],
-    ) -> StoreResult<Vec<Metric>> {
-        self.inner.replace_metrics(instance, metrics).await
-    }
-    async fn metrics_page(&self, instance: Uuid, page: PageRequest) -> StoreResult<Page<Metric>> {
-        self.inner.metrics_page(instance, page).await
-    }
-    async fn metrics_page_owned(
-        &self,
-        user: Uuid,
-        instance_id: &str,
-        page: PageRequest,
-    ) -> StoreResult<Owned<Page<Metric>>> {
-        self.inner.metrics_page_owned(user, instance_id, page).await
-    }
-    async fn decisions_page(
-        &self,
-        instance: Uuid,
-        page: PageRequest,
-    ) -> StoreResult<Page<DecisionRecord>> {
-        self.inner.decisions_page(instance, page).await
-    }
-    async fn login_failures(&self, keys: &[String]) -> StoreResult<Vec<LoginFailures>> {
-        self.inner.login_failures(keys).await
-    }
-    async fn record_login_failure(
-        &self,
-        keys: &[String],
-        now: DateTime<Utc>,
-        expired_before: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        self.inner
-            .record_login_failure(keys, now, expired_before)
-            .await
-    }
-    async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
-        self.inner.clear_login_failures(key).await
-    }
-    async fn purge_login_failures(&self, before: DateTime<Utc>) -> StoreResult<u64> {
-        self.inner.purge_login_failures(before).await
-    }
-    async fn claim_collection(&self, slot: i64, limit: i64) -> StoreResult<Vec<CollectTarget>> {
-        let targets = self
-            .timed(
-                Op::ClaimCollection,
-                self.inner.claim_collection(slot, limit),
-            )
-            .await?;
-        self.note_claimed(targets.iter().map(|t| t.id));
-        Ok(targets)
-    }
-    async fn record_collection(
-        &self,
-        metrics: &[NewMetric],
-        statuses: &[CollectionStatus],
-    ) -> StoreResult<()> {
-        self.timed(
-            Op::RecordCollection,
-            self.inner.record_collection(metrics, statuses),
-        )
-        .await
-    }
-    async fn claim_scaling(&self, slot: i64, limit: i64) -> StoreResult<Vec<ScalingCandidate>> {
-        let candidates = self
-            .timed(Op::ClaimScaling, self.inner.claim_scaling(slot, limit))
-            .await?;
-        self.note_claimed(candidates.iter().map(|c| c.id));
-        Ok(candidates)
-    }
-    async fn windows(
-        &self,
-        instances: &[Uuid],
-        since: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> StoreResult<Vec<(Uuid, Sample)>> {
-        self.timed(Op::Windows, self.inner.windows(instances, since, until))
-            .await
-    }
-    async fn write_scaling(&self, writes: &ScalingWrites) -> StoreResult<()> {
-        self.timed(Op::ApplyScaling, self.inner.write_scaling(writes))
-            .await
-    }
-    async fn purge(
-        &self,
-        metrics_before: DateTime<Utc>,
-        decisions_before: DateTime<Utc>,
-        batch: i64,
-    ) -> StoreResult<u64> {
-        self.inner
-            .purge(metrics_before, decisions_before, batch)
-            .await
+/// The span each replica's tick runs in, so its statements are counted as its own.
+const REPLICA_SPAN: &str = "replica";
+
+/// Calls and total time per statement (a label: the start of its SQL).
+type Statements = HashMap<String, (u32, Duration)>;
+
+/// A tracing layer that adds up sqlx's statement events (one per statement, with
+/// its `elapsed_secs`) per replica. On SQLite the event comes from the
+/// connection's worker thread, outside any span: it counts for the first replica,
+/// the only one SQLite runs.
+#[derive(Clone, Default)]
+struct StatementClock(Arc<Mutex<Vec<Statements>>>);
+
+impl StatementClock {
+    /// Installs the clock as the process's only subscriber, listening to nothing
+    /// but sqlx's statements and the bench's own spans.
+    fn install() -> anyhow::Result<Self> {
+        let clock = StatementClock::default();
+        let only = Targets::new()
+            .with_target("sqlx::query", tracing::Level::TRACE)
+            .with_target(env!("CARGO_CRATE_NAME"), tracing::Level::TRACE);
+        tracing::subscriber::set_global_default(
+            tracing_subscriber::registry().with(clock.clone().with_filter(only)),
+        )?;
+        Ok(clock)
     }
 
-    // The series read (issue 14).
-    async fn metric_series(
-        &self,
-        instance: Uuid,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        step_seconds: i64,
-    ) -> StoreResult<Vec<autoscaler::store::SeriesBucket>> {
-        self.inner
-            .metric_series(instance, from, to, step_seconds)
-            .await
-    }
-    async fn decisions_between(
-        &self,
-        instance: Uuid,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> StoreResult<Vec<autoscaler::store::SeriesDecision>> {
-        self.inner.decisions_between(instance, from, to).await
-    }
-    async fn level_at(&self, instance: Uuid, at: DateTime<Utc>) -> StoreResult<Option<i32>> {
-        self.inner.level_at(instance, at).await
-    }
-    fn pool_connections(&self) -> PoolConnections {
-        self.inner.pool_connections()
-    }
-    async fn monitored_instances(&self) -> StoreResult<i64> {
-        self.inner.monitored_instances().await
-    }
-
-    // --- webhooks --- (not timed: the fleet ticks do not touch them)
-    async fn create_webhook(&self, new: &NewWebhook, max: i64) -> StoreResult<Option<Webhook>> {
-        self.inner.create_webhook(new, max).await
-    }
-    async fn webhooks_of(&self, user: Uuid) -> StoreResult<Vec<Webhook>> {
-        self.inner.webhooks_of(user).await
-    }
-    async fn webhook_of(&self, user: Uuid, id: Uuid) -> StoreResult<Option<Webhook>> {
-        self.inner.webhook_of(user, id).await
-    }
-    async fn delete_webhook(&self, user: Uuid, id: Uuid) -> StoreResult<bool> {
-        self.inner.delete_webhook(user, id).await
-    }
-    async fn webhook_deliveries(
-        &self,
-        webhook: Uuid,
-        limit: i64,
-    ) -> StoreResult<Vec<WebhookDelivery>> {
-        self.inner.webhook_deliveries(webhook, limit).await
-    }
-    async fn queue_webhook_event(
-        &self,
-        webhook: Uuid,
-        event_type: &str,
-        payload: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Uuid> {
-        self.inner
-            .queue_webhook_event(webhook, event_type, payload, now)
-            .await
-    }
-    async fn claim_webhook_events(
-        &self,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: i64,
-    ) -> StoreResult<Vec<DueEvent>> {
-        self.inner
-            .claim_webhook_events(now, lease_until, limit)
-            .await
-    }
-    async fn record_webhook_attempts(&self, attempts: &[DeliveryAttempt]) -> StoreResult<()> {
-        self.inner.record_webhook_attempts(attempts).await
+    /// What each of `replicas` spent since the last call, reset.
+    fn take(&self, replicas: usize) -> Vec<Statements> {
+        let mut all = std::mem::take(&mut *self.0.lock().expect("statement clock"));
+        all.resize_with(replicas.max(all.len()), Statements::default);
+        all
     }
 }
 
-/// `claim 12 ms ×11 · windows 80 ms ×10 · ...`, for the ops that were called.
-fn breakdown(stats: &Stats) -> String {
-    OPS.iter()
-        .filter(|(op, _)| stats[*op as usize].0 > 0)
-        .map(|(op, name)| {
-            let (calls, total) = stats[*op as usize];
-            format!("{name} {:.0} ms ×{calls}", ms(total))
+struct ReplicaIndex(usize);
+
+impl<S> Layer<S> for StatementClock
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: Context<'_, S>,
+    ) {
+        if attrs.metadata().name() != REPLICA_SPAN {
+            return;
+        }
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        if let (Some(index), Some(span)) = (fields.index, ctx.span(id)) {
+            span.extensions_mut().insert(ReplicaIndex(index as usize));
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        if event.metadata().target() != "sqlx::query" {
+            return;
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let Some(secs) = fields.elapsed_secs else {
+            return;
+        };
+        let replica = ctx
+            .event_scope(event)
+            .and_then(|scope| {
+                scope
+                    .from_root()
+                    .find_map(|span| span.extensions().get::<ReplicaIndex>().map(|r| r.0))
+            })
+            .unwrap_or(0);
+        // sqlx leaves the statement empty when its summary (the first words) is all of it.
+        let sql = if fields.statement.trim().is_empty() {
+            &fields.summary
+        } else {
+            &fields.statement
+        };
+        let mut all = self.0.lock().expect("statement clock");
+        if all.len() <= replica {
+            all.resize_with(replica + 1, Statements::default);
+        }
+        let entry = all[replica].entry(label(sql)).or_default();
+        entry.0 += 1;
+        entry.1 += Duration::from_secs_f64(secs);
+    }
+}
+
+/// The fields of sqlx's statement events and of the replica span that we read.
+#[derive(Default)]
+struct Fields {
+    summary: String,
+    statement: String,
+    elapsed_secs: Option<f64>,
+    index: Option<u64>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "summary" => self.summary = value.to_owned(),
+            "db.statement" => self.statement = value.to_owned(),
+            _ => {}
+        }
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if field.name() == "elapsed_secs" {
+            self.elapsed_secs = Some(value);
+        }
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "index" {
+            self.index = Some(value);
+        }
+    }
+    fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+}
+
+/// A statement's label: its SQL on one line, cut at 90 characters.
+fn label(sql: &str) -> String {
+    const WIDTH: usize = 90;
+    let line = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(WIDTH) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}
+
+fn total(statements: &Statements) -> (u32, Duration) {
+    statements
+        .values()
+        .fold((0, Duration::ZERO), |(n, t), &(calls, time)| {
+            (n + calls, t + time)
         })
-        .collect::<Vec<_>>()
-        .join(" · ")
+}
+
+fn merge(into: &mut Statements, from: &Statements) {
+    for (sql, &(calls, time)) in from {
+        let entry = into.entry(sql.clone()).or_default();
+        entry.0 += calls;
+        entry.1 += time;
+    }
+}
+
+/// `database 212 ms in 41 statements`
+fn database_time(statements: &Statements) -> String {
+    let (calls, time) = total(statements);
+    format!("database {:.0} ms in {calls} statements", ms(time))
+}
+
+/// The statements that took the most time, per tick over `ticks` ticks.
+fn print_statements(title: &str, statements: &Statements, ticks: usize) {
+    if ticks == 0 || statements.is_empty() {
+        return;
+    }
+    let mut rows: Vec<_> = statements.iter().collect();
+    rows.sort_by_key(|&(_, &(_, time))| std::cmp::Reverse(time));
+    println!("{title}: database time per tick, by statement (mean of {ticks} ticks)");
+    for &(sql, &(calls, time)) in rows.iter().take(12) {
+        println!(
+            "  {:>8.1} ms  ×{:<6.1} {sql}",
+            ms(time) / ticks as f64,
+            f64::from(calls) / ticks as f64
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
 // The database: a temporary SQLite file, or a fresh PostgreSQL database.
 
-/// Where the benchmark runs, and what to clean up afterwards.
+/// Where the benchmark runs.
 enum Database {
-    Sqlite {
-        url: String,
-        /// The temporary file to delete, if we made it.
-        temp: Option<std::path::PathBuf>,
-    },
-    Postgres {
-        url: String,
-        /// `(admin url, name)` of the database we created, to drop.
-        created: Option<(String, String)>,
-    },
+    /// Made for this run, removed at the end unless `--keep`.
+    Scratch(ScratchDatabase, Backend),
+    /// Named by `--database-url`, and left as it is.
+    Given(String, Backend),
 }
 
 impl Database {
     async fn prepare(url: Option<&str>) -> anyhow::Result<Self> {
-        match url {
-            None => {
-                let path = std::env::temp_dir().join(format!(
-                    "fleet-bench-{}-{}.db",
-                    std::process::id(),
-                    Uuid::new_v4().simple()
-                ));
-                Ok(Database::Sqlite {
-                    url: format!("sqlite://{}", path.display()),
-                    temp: Some(path),
-                })
-            }
-            Some(url) if url.starts_with("sqlite:") => {
+        let Some(url) = url else {
+            return Ok(Database::Scratch(
+                ScratchDatabase::sqlite("fleet-bench")?,
+                Backend::Sqlite,
+            ));
+        };
+        match Backend::of(url) {
+            Some(Backend::Sqlite) => {
                 let path = url
                     .trim_start_matches("sqlite://")
                     .trim_start_matches("sqlite:")
@@ -479,120 +362,68 @@ impl Database {
                 if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
                     bail!("{path} exists: give a new SQLite file (or none for a temporary one)");
                 }
-                Ok(Database::Sqlite {
-                    url: url.to_owned(),
-                    temp: None,
-                })
+                Ok(Database::Given(url.to_owned(), Backend::Sqlite))
             }
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                use sqlx::Connection;
-                let name = format!("fleet_bench_{}", &Uuid::new_v4().simple().to_string()[..12]);
-                let created = async {
-                    let mut conn = sqlx::PgConnection::connect(url).await?;
-                    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-                        .execute(&mut conn)
-                        .await?;
-                    conn.close().await
+            Some(Backend::Postgres) => match ScratchDatabase::postgres(url, "fleet_bench").await {
+                Ok(scratch) => Ok(Database::Scratch(scratch, Backend::Postgres)),
+                Err(e) => {
+                    eprintln!(
+                        "note: cannot create a database ({e}); using the one named, which must have no monitored instances"
+                    );
+                    Ok(Database::Given(url.to_owned(), Backend::Postgres))
                 }
-                .await;
-                match created {
-                    Ok(()) => {
-                        let (base, query) = match url.split_once('?') {
-                            Some((b, q)) => (b, format!("?{q}")),
-                            None => (url, String::new()),
-                        };
-                        let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
-                        Ok(Database::Postgres {
-                            url: format!("{server}/{name}{query}"),
-                            created: Some((url.to_owned(), name)),
-                        })
-                    }
-                    Err(e) => {
-                        eprintln!(
-                            "note: cannot create a database ({e}); using the one named, which must be empty"
-                        );
-                        Ok(Database::Postgres {
-                            url: url.to_owned(),
-                            created: None,
-                        })
-                    }
-                }
-            }
-            Some(other) => {
-                bail!("--database-url must be postgres://... or sqlite:... (got {other:?})")
-            }
+            },
+            None => bail!("--database-url must be postgres://... or sqlite:... (got {url:?})"),
         }
     }
 
     fn url(&self) -> &str {
         match self {
-            Database::Sqlite { url, .. } | Database::Postgres { url, .. } => url,
+            Database::Scratch(scratch, _) => scratch.url(),
+            Database::Given(url, _) => url,
         }
     }
 
-    async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
-        let pool = PoolSettings::default();
-        Ok(match self {
-            Database::Sqlite { url, .. } => Arc::new(SqliteStore::connect(url, &pool).await?),
-            Database::Postgres { url, created } => {
-                let store = PostgresStore::connect(url, &pool).await?;
-                if created.is_none() {
-                    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM instances")
-                        .fetch_one(store.pool())
-                        .await?;
-                    if n > 0 {
-                        bail!("the database at --database-url already holds {n} instances");
-                    }
-                }
-                Arc::new(store)
-            }
-        })
+    fn backend(&self) -> Backend {
+        match self {
+            Database::Scratch(_, backend) | Database::Given(_, backend) => *backend,
+        }
     }
 
-    /// On PostgreSQL, what autovacuum does to a live database after a bulk load:
-    /// without statistics the planner guesses, and this server runs with
-    /// autovacuum off. The ticks themselves then run without any vacuum (the worst
-    /// case: as if autovacuum lagged behind).
+    /// A store on this database, as the service opens it.
+    async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        let url = store::DatabaseUrl::parse(self.url()).map_err(anyhow::Error::msg)?;
+        let store = store::connect(&url, &PoolSettings::default()).await?;
+        if let Database::Given(..) = self {
+            let n = store.monitored_instances().await?;
+            if n > 0 {
+                bail!("the database at --database-url already monitors {n} instances");
+            }
+        }
+        Ok(store)
+    }
+
+    /// On PostgreSQL, what autovacuum does to a live database after a bulk load
+    /// (this server runs with it off). The ticks themselves then run without any
+    /// vacuum: the worst case, as if autovacuum lagged behind.
     async fn settle(&self) -> anyhow::Result<()> {
-        if let Database::Postgres { url, .. } = self {
-            use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(url).await?;
-            sqlx::query("VACUUM ANALYZE").execute(&mut conn).await?;
-            conn.close().await?;
+        if self.backend() == Backend::Postgres {
+            testing::vacuum_analyze(self.url()).await?;
         }
         Ok(())
     }
 
     async fn clean_up(self, keep: bool) {
-        if keep {
-            println!("kept the database: {}", self.url());
-            return;
-        }
         match self {
-            Database::Sqlite {
-                temp: Some(path), ..
-            } => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            Database::Scratch(scratch, _) if keep => {
+                println!("kept the database: {}", scratch.keep())
+            }
+            Database::Scratch(scratch, _) => {
+                if let Err(e) = scratch.remove().await {
+                    eprintln!("warning: could not remove the database: {e}");
                 }
             }
-            Database::Sqlite { url, temp: None } => println!("left the database at {url}"),
-            Database::Postgres {
-                created: Some((admin, name)),
-                ..
-            } => {
-                use sqlx::Connection;
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut conn)
-                        .await
-                    {
-                        eprintln!("warning: could not drop database {name}: {e}");
-                    }
-                }
-            }
-            Database::Postgres { url, created: None } => println!("left the fleet in {url}"),
+            Database::Given(url, _) => println!("left the fleet in {url}"),
         }
     }
 }
@@ -603,8 +434,12 @@ impl Database {
 /// Registers one user with `n` monitored mock instances; returns their ids in
 /// registration order. PostgreSQL takes several registrations at once; SQLite
 /// writes one at a time anyway, and more connections would only add page caches.
-async fn seed_instances(store: &dyn Store, n: usize) -> anyhow::Result<Vec<Uuid>> {
-    let concurrency = match store.backend() {
+async fn seed_instances(
+    store: &dyn Store,
+    backend: Backend,
+    n: usize,
+) -> anyhow::Result<Vec<Uuid>> {
+    let concurrency = match backend {
         Backend::Postgres => 8,
         Backend::Sqlite => 1,
     };
@@ -676,15 +511,12 @@ async fn seed_metrics(
 // ---------------------------------------------------------------------------
 // Ticks.
 
-/// One timed tick: what each replica did, and how long the slowest took.
+/// One timed tick: what each replica did and the database time it spent, and how
+/// long the slowest took.
 struct TickRun {
     elapsed: Duration,
     reports: Vec<TickReport>,
-    stats: Vec<Stats>,
-    /// Distinct instances claimed across the replicas, and claims of an instance
-    /// that another claim (of any replica) had already handed out in this tick.
-    distinct: usize,
-    duplicates: usize,
+    statements: Vec<Statements>,
 }
 
 impl TickRun {
@@ -706,52 +538,50 @@ enum Kind {
     Collection,
 }
 
-/// Runs one tick at `now` on every replica at once.
-async fn run_tick(
+/// The job's own tick of `kind` at `now`, exactly as the service runs it.
+async fn tick(
     kind: Kind,
-    replicas: &[Arc<TimedStore>],
+    store: &dyn Store,
     policy: &Policy,
     now: DateTime<Utc>,
-) -> anyhow::Result<TickRun> {
+) -> anyhow::Result<TickReport> {
     // Every instance is a mock one; any other kind would be read as mock too.
     let sources = Sources::from_fn(|_| Arc::new(MockSource));
-    let started = Instant::now();
-    let reports = futures::future::try_join_all(replicas.iter().map(|store| {
-        let sources = &sources;
-        async move {
-            match kind {
-                Kind::Scaling => {
-                    run_scaling_tick(store.as_ref(), policy, SCALING_INTERVAL, now).await
-                }
-                Kind::Collection => {
-                    run_collection_tick(store.as_ref(), sources, COLLECTION_INTERVAL, now).await
-                }
-            }
-        }
-    }))
-    .await?;
-    let elapsed = started.elapsed();
-    let mut seen = std::collections::HashSet::new();
-    let mut duplicates = 0;
-    for id in replicas.iter().flat_map(|s| s.take_claimed()) {
-        if !seen.insert(id) {
-            duplicates += 1;
-        }
-    }
-    Ok(TickRun {
-        elapsed,
-        reports,
-        stats: replicas.iter().map(|s| s.take()).collect(),
-        distinct: seen.len(),
-        duplicates,
+    Ok(match kind {
+        Kind::Scaling => run_scaling_tick(store, policy, SCALING_INTERVAL, now).await?,
+        Kind::Collection => run_collection_tick(store, &sources, COLLECTION_INTERVAL, now).await?,
     })
 }
 
-/// The durations of a series of ticks, and how many instances each replica
-/// handled in each.
+/// Runs one tick at `now` on every replica at once.
+async fn run_tick(
+    kind: Kind,
+    replicas: &[Arc<dyn Store>],
+    clock: &StatementClock,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> anyhow::Result<TickRun> {
+    clock.take(replicas.len());
+    let started = Instant::now();
+    let reports = futures::future::try_join_all(replicas.iter().enumerate().map(|(i, store)| {
+        tick(kind, store.as_ref(), policy, now)
+            .instrument(tracing::info_span!(REPLICA_SPAN, index = i as u64))
+    }))
+    .await?;
+    let elapsed = started.elapsed();
+    Ok(TickRun {
+        elapsed,
+        reports,
+        statements: clock.take(replicas.len()),
+    })
+}
+
+/// The durations of a series of ticks, how many instances each replica handled in
+/// each, and the database time of the ticks after the first.
 struct Series {
     times: Vec<Duration>,
     shares: Vec<Vec<usize>>,
+    later_statements: Statements,
 }
 
 impl Series {
@@ -767,10 +597,13 @@ impl Series {
 
 /// Runs `ticks` ticks of `kind` `interval` apart from `start`, printing each.
 /// Fails unless every tick handed each of the `expected` instances to exactly one
-/// claim of one replica.
+/// claim of one replica: the replicas together handled `expected` instances, and
+/// another tick at the same moment finds none left, so no instance was missed and
+/// none can have been handled twice.
 async fn run_ticks(
     kind: Kind,
-    replicas: &[Arc<TimedStore>],
+    replicas: &[Arc<dyn Store>],
+    clock: &StatementClock,
     policy: &Policy,
     start: DateTime<Utc>,
     ticks: usize,
@@ -788,10 +621,11 @@ async fn run_ticks(
     let mut series = Series {
         times: Vec::with_capacity(ticks),
         shares: Vec::with_capacity(ticks),
+        later_statements: Statements::default(),
     };
     for t in 0..ticks {
         let now = start + TimeDelta::from_std(interval)? * t as i32;
-        let run = run_tick(kind, replicas, policy, now).await?;
+        let run = run_tick(kind, replicas, clock, policy, now).await?;
         let total = run.total();
         println!(
             "{name} tick {:>2}: {:>9.1} ms  {} instances, {} {rows_label}, {} {events_label}",
@@ -801,22 +635,29 @@ async fn run_ticks(
             total.rows,
             total.events
         );
-        for (i, (report, stats)) in run.reports.iter().zip(&run.stats).enumerate() {
+        for (i, (report, statements)) in run.reports.iter().zip(&run.statements).enumerate() {
             let who = if replicas.len() > 1 {
                 format!("replica {}: {} instances · ", i + 1, report.instances)
             } else {
                 String::new()
             };
-            println!("               {who}{}", breakdown(stats));
+            println!("               {who}{}", database_time(statements));
         }
-        if total.instances != expected || run.distinct != expected || run.duplicates > 0 {
+        if t > 0 {
+            for statements in &run.statements {
+                merge(&mut series.later_statements, statements);
+            }
+        }
+        let left = tick(kind, replicas[0].as_ref(), policy, now)
+            .await?
+            .instances;
+        clock.take(replicas.len());
+        if total.instances != expected || left > 0 {
             bail!(
-                "{name} tick {} handled {} instances ({} distinct, {} claimed twice), \
+                "{name} tick {} handled {} instances and left {left} unhandled, \
                  expected each of {expected} exactly once",
                 t + 1,
                 total.instances,
-                run.distinct,
-                run.duplicates
             );
         }
         series.times.push(run.elapsed);
@@ -838,23 +679,21 @@ fn median(mut v: Vec<Duration>) -> Duration {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
+    let clock = StatementClock::install()?;
     let db = Database::prepare(args.database_url.as_deref()).await?;
-    let result = run(&args, &db).await;
+    let result = run(&args, &db, &clock).await;
     db.clean_up(args.keep).await;
     result
 }
 
-async fn run(args: &Args, db: &Database) -> anyhow::Result<()> {
-    let backend = match db {
-        Database::Sqlite { .. } => "SQLite",
-        Database::Postgres { .. } => "PostgreSQL",
-    };
-    if args.replicas > 1 && matches!(db, Database::Sqlite { .. }) {
+async fn run(args: &Args, db: &Database, clock: &StatementClock) -> anyhow::Result<()> {
+    let backend = db.backend().name();
+    if args.replicas > 1 && db.backend() == Backend::Sqlite {
         bail!("--replicas 2 needs PostgreSQL (SQLite is one process's file)");
     }
     let mut replicas = Vec::with_capacity(args.replicas);
     for _ in 0..args.replicas {
-        replicas.push(Arc::new(TimedStore::new(db.open().await?)));
+        replicas.push(db.open().await?);
     }
     let store = replicas[0].as_ref();
     let policy = Policy::default();
@@ -876,7 +715,7 @@ async fn run(args: &Args, db: &Database) -> anyhow::Result<()> {
     );
 
     let seeding = Instant::now();
-    let mut ids = seed_instances(store, args.instances).await?;
+    let mut ids = seed_instances(store, db.backend(), args.instances).await?;
     if args.own_policies {
         let own = PolicyPatch::from_json(&serde_json::json!({
             "scale_up_cpu_above": 85, "cooldown_seconds": 600
@@ -903,14 +742,11 @@ async fn run(args: &Args, db: &Database) -> anyhow::Result<()> {
     drop(ids);
     db.settle().await?;
     let (rss_seeded, _) = memory_mib();
-    for r in &replicas {
-        r.take();
-        r.take_claimed();
-    }
 
     let scaling = run_ticks(
         Kind::Scaling,
         &replicas,
+        clock,
         &policy,
         start,
         args.ticks,
@@ -920,6 +756,7 @@ async fn run(args: &Args, db: &Database) -> anyhow::Result<()> {
     let collection = run_ticks(
         Kind::Collection,
         &replicas,
+        clock,
         &policy,
         start + scaling_step * args.ticks as i32,
         args.ticks,
@@ -927,6 +764,14 @@ async fn run(args: &Args, db: &Database) -> anyhow::Result<()> {
     )
     .await?;
     let (rss, hwm) = memory_mib();
+    println!();
+    let later = args.ticks - 1;
+    print_statements("scaling, steady ticks", &scaling.later_statements, later);
+    print_statements(
+        "collection, ticks after the first",
+        &collection.later_statements,
+        later,
+    );
 
     let per_k = |d: Duration| ms(d) / args.instances as f64 * 1000.0;
     let (shares, scaling, collection) = (

@@ -6,8 +6,8 @@
 //!     [--database-url postgres://postgres@127.0.0.1:5432/test?sslmode=disable]
 //! ```
 //!
-//! Without `--database-url` it runs on a temporary SQLite file; on PostgreSQL it
-//! uses the named database (the bench's rows are removed with its user at the end).
+//! Without `--database-url` it runs on a temporary SQLite file; with a PostgreSQL
+//! URL it creates a fresh database beside the one named and drops it at the end.
 //!
 //! 1. Throughput: `--events` events are queued, then delivery ticks run until all
 //!    are delivered; events per second.
@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use autoscaler::model::NewWebhook;
 use autoscaler::signals::Signals;
 use autoscaler::store::{self, PoolSettings};
+use autoscaler::testing::ScratchDatabase;
 use autoscaler::webhooks::{self, Deliverer, run_delivery_tick, spawn_delivery};
 
 #[derive(Debug)]
@@ -65,13 +66,29 @@ fn now_us() -> i64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = args()?;
-    let dir = tempfile_dir()?;
-    let url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.display()));
+    let db = match &args.database_url {
+        None => Some(ScratchDatabase::sqlite("webhook-bench")?),
+        Some(url) if url.starts_with("sqlite:") => None,
+        Some(url) => Some(
+            ScratchDatabase::postgres(url, "webhook_bench")
+                .await
+                .with_context(|| format!("creating a database beside {url}"))?,
+        ),
+    };
+    let url = match (&db, &args.database_url) {
+        (Some(db), _) => db.url().to_owned(),
+        (None, url) => url.clone().unwrap_or_default(),
+    };
+    let result = run(&args, &url).await;
+    if let Some(db) = db {
+        db.remove().await?;
+    }
+    result
+}
+
+async fn run(args: &Args, url: &str) -> anyhow::Result<()> {
     let store = store::connect(
-        &store::DatabaseUrl::parse(&url).map_err(anyhow::Error::msg)?,
+        &store::DatabaseUrl::parse(url).map_err(anyhow::Error::msg)?,
         &PoolSettings {
             max_connections: 16,
             ..PoolSettings::default()
@@ -195,12 +212,5 @@ async fn main() -> anyhow::Result<()> {
         pct(1.0)
     );
     store.delete_user(user.id).await?;
-    let _ = std::fs::remove_dir_all(dir);
     Ok(())
-}
-
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("webhook-bench-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }

@@ -195,18 +195,10 @@ pub struct LoginFailures {
     pub window_start: DateTime<Utc>,
 }
 
-/// Which database a store runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
-
 /// Everything the service stores. Implemented for PostgreSQL and SQLite; the same
 /// contract tests run against both.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    fn backend(&self) -> Backend;
     /// Cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;
 

@@ -15,7 +15,7 @@ use super::row::{
     SeriesDecisionRow, SeriesRow, UserRow, WebhookRow,
 };
 use super::{
-    Backend, CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
+    CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
     PageRequest, PoolConnections, PoolSettings, ScalingCandidate, SeriesBucket, SeriesDecision,
     Store, StoreError, StoreResult,
 };
@@ -304,11 +304,6 @@ impl PostgresStore {
         *job(&mut self.cursors.lock().expect("claim cursors")) = ClaimCursor { slot, from: next };
         Ok(rows)
     }
-
-    /// The underlying pool, for tests and benchmarks.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
 }
 
 /// Connection options for `url`. A server on this host is reached without TLS unless
@@ -472,10 +467,6 @@ impl MetricColumns {
 
 #[async_trait]
 impl Store for PostgresStore {
-    fn backend(&self) -> Backend {
-        Backend::Postgres
-    }
-
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

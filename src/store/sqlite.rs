@@ -24,7 +24,7 @@ use super::row::{
     SeriesDecisionRow, SeriesRow, Time, UserRow, WebhookRow,
 };
 use super::{
-    Backend, CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
+    CollectionStatus, Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page,
     PageRequest, PoolConnections, PoolSettings, ScalingCandidate, Store, StoreError, StoreResult,
 };
 use crate::collect::CollectTarget;
@@ -227,10 +227,6 @@ async fn insert_metric_rows(
 
 #[async_trait]
 impl Store for SqliteStore {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
-    }
-
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

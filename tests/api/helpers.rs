@@ -6,6 +6,7 @@ use std::sync::Arc;
 use autoscaler::app::Application;
 use autoscaler::config::Settings;
 use autoscaler::store::Store;
+use autoscaler::testing::ScratchDatabase;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -29,38 +30,10 @@ pub struct TestApp {
 }
 
 pub enum DbGuard {
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres {
-        admin_url: String,
-        name: String,
-    },
+    /// A database of this test's own, removed when the test ends.
+    Scratch(#[allow(dead_code)] ScratchDatabase),
     /// Another app's database: that app's guard cleans up.
     Shared,
-}
-
-impl Drop for DbGuard {
-    fn drop(&mut self) {
-        if let DbGuard::Postgres { admin_url, name } = self {
-            let (admin_url, name) = (admin_url.clone(), name.clone());
-            // Drop runs outside async context: use a throwaway runtime on a thread.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    use sqlx::Connection;
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
-                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-                            .execute(&mut conn)
-                            .await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
 }
 
 impl Drop for TestApp {
@@ -109,31 +82,13 @@ pub fn test_settings(database_url: &str, overrides: &[(&str, &str)]) -> Settings
 
 /// A fresh, empty database: `(url, guard)`. `None` when PostgreSQL is unavailable.
 pub async fn fresh_database(db: Db) -> Option<(String, DbGuard)> {
-    match db {
-        Db::Sqlite => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let url = format!("sqlite://{}/test.db", dir.path().display());
-            Some((url, DbGuard::Sqlite(dir)))
-        }
-        Db::Postgres => {
-            use sqlx::Connection;
-            let admin_url = postgres_url()?;
-            let name = format!("autoscaler_test_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(&admin_url)
-                .await
-                .expect("connect TEST_DATABASE_URL");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-                .execute(&mut conn)
-                .await
-                .expect("create test database");
-            let base = admin_url
-                .rsplit_once('/')
-                .map(|(b, _)| b)
-                .unwrap_or(&admin_url);
-            let url = format!("{base}/{name}");
-            Some((url, DbGuard::Postgres { admin_url, name }))
-        }
-    }
+    let scratch = match db {
+        Db::Sqlite => ScratchDatabase::sqlite("test").expect("temp dir"),
+        Db::Postgres => ScratchDatabase::postgres(&postgres_url()?, "autoscaler_test")
+            .await
+            .expect("create test database on TEST_DATABASE_URL"),
+    };
+    Some((scratch.url().to_owned(), DbGuard::Scratch(scratch)))
 }
 
 /// Starts the application on a fresh database; `None` when `db` is unavailable.
