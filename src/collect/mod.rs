@@ -15,6 +15,7 @@ use uuid::Uuid;
 pub use kind::{PerKind, SourceKind};
 
 use crate::model::NewMetric;
+use crate::store::CollectionStatus;
 
 /// An instance due for collection.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +38,32 @@ pub struct Collected {
     pub instance: Uuid,
     /// New samples, oldest first, or why none could be read.
     pub result: Result<Vec<NewMetric>, String>,
+}
+
+impl Collected {
+    /// What collecting the instance records: its new samples, and its status (the
+    /// newest sample's time, or why it failed; a success clears an earlier error).
+    pub fn into_record(self) -> (CollectionStatus, Vec<NewMetric>) {
+        let instance = self.instance;
+        match self.result {
+            Ok(samples) => (
+                CollectionStatus {
+                    instance,
+                    last_collected_at: samples.iter().map(|m| m.timestamp).max(),
+                    error: None,
+                },
+                samples,
+            ),
+            Err(error) => (
+                CollectionStatus {
+                    instance,
+                    last_collected_at: None,
+                    error: Some(error),
+                },
+                Vec::new(),
+            ),
+        }
+    }
 }
 
 /// A source of metrics for a batch of instances.

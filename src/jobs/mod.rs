@@ -22,7 +22,7 @@ use crate::collect::{CollectTarget, Collected, MetricSource, PerKind, Sources};
 use crate::scaling::record::ScalingOutcome;
 use crate::scaling::{Decision, Policy, PolicyPatch, Sample};
 use crate::signals::{Signals, TickOutcome};
-use crate::store::{CollectionStatus, Store, StoreResult};
+use crate::store::{Store, StoreResult};
 
 /// Instances claimed, read and written per round trip.
 pub const BATCH_SIZE: i64 = 1000;
@@ -88,27 +88,15 @@ pub async fn run_collection_tick(
         let mut metrics = Vec::with_capacity(count);
         let mut statuses = Vec::with_capacity(count);
         for (kind, batch) in collected {
-            for Collected { instance, result } in batch {
+            for one in batch {
                 report.instances += 1;
-                match result {
-                    Ok(samples) => {
-                        statuses.push(CollectionStatus {
-                            instance,
-                            last_collected_at: samples.iter().map(|m| m.timestamp).max(),
-                            error: None,
-                        });
-                        metrics.extend(samples);
-                    }
-                    Err(error) => {
-                        report.events += 1;
-                        report.errors_by_source[kind] += 1;
-                        statuses.push(CollectionStatus {
-                            instance,
-                            last_collected_at: None,
-                            error: Some(error),
-                        });
-                    }
+                let (status, samples) = one.into_record();
+                if status.error.is_some() {
+                    report.events += 1;
+                    report.errors_by_source[kind] += 1;
                 }
+                statuses.push(status);
+                metrics.extend(samples);
             }
         }
         report.rows += metrics.len();
