@@ -421,6 +421,78 @@ impl<'de> Deserialize<'de> for PolicyPatch {
     }
 }
 
+/// The OpenAPI schema of the policy's fields, built from [`FIELDS`] and each
+/// field's [`rule`] (its bounds, and its message as the description) with the
+/// defaults as `default`: the document cannot drift from the validation, and a new
+/// field documents itself. With `required`, every field is (a policy as served);
+/// without, none is (a patch).
+fn fields_schema(required: bool) -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    let defaults = serde_json::to_value(Policy::default()).unwrap_or_default();
+    let mut object = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    for field in FIELDS {
+        let property = ObjectBuilder::new().default(defaults.get(field).cloned());
+        let property = if field == "mode" {
+            property
+                .schema_type(Type::String)
+                .enum_values(Some(["enforce", "dry_run"]))
+                .description(Some(
+                    "enforce: act on decisions; dry_run: record what would be done",
+                ))
+        } else {
+            match rule(field) {
+                Rule::Number(lo, hi, m) => property
+                    .schema_type(Type::Number)
+                    .minimum(Some(lo))
+                    .maximum(Some(hi))
+                    .description(Some(m)),
+                Rule::Positive(hi, m) => property
+                    .schema_type(Type::Number)
+                    .exclusive_minimum(Some(0.0))
+                    .maximum(Some(hi))
+                    .description(Some(m)),
+                Rule::Integer(lo, hi, m) => property
+                    .schema_type(Type::Integer)
+                    .minimum(Some(lo))
+                    .maximum(Some(hi))
+                    .description(Some(m)),
+            }
+        };
+        object = object.property(field, property);
+        if required {
+            object = object.required(field);
+        }
+    }
+    object
+        .description(Some(format!(
+            "{}; across fields, {LOW_CPU}, {LOW_MEMORY} and {LEVELS}.",
+            if required {
+                "Every field of a policy"
+            } else {
+                "Any subset of a policy's fields; the others keep their defaults"
+            }
+        )))
+        .into()
+}
+
+impl utoipa::PartialSchema for Policy {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        fields_schema(true).into()
+    }
+}
+
+impl utoipa::ToSchema for Policy {}
+
+impl utoipa::PartialSchema for PolicyPatch {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        fields_schema(false).into()
+    }
+}
+
+impl utoipa::ToSchema for PolicyPatch {}
+
 mod whole_minutes {
     use super::*;
 

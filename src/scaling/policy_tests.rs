@@ -555,3 +555,47 @@ fn the_iqr_vote_follows_the_multiplier_and_the_votes_needed() {
         "Within normal range: 2 up / 0 down votes (CPU 62.00% above upper bound 61.00%)"
     );
 }
+
+#[test]
+fn the_documented_fields_are_the_validated_ones() {
+    use utoipa::PartialSchema;
+    let doc = serde_json::to_value(Policy::schema()).unwrap();
+    let props = doc["properties"].as_object().unwrap();
+    assert_eq!(props.len(), FIELDS.len());
+    assert_eq!(doc["required"].as_array().unwrap().len(), FIELDS.len());
+    assert_eq!(
+        props["window_minutes"],
+        json!({"type": "integer", "minimum": 1, "maximum": 60, "default": 5,
+               "description": "window_minutes must be an integer between 1 and 60"})
+    );
+    assert_eq!(
+        props["sustained_ratio"]["exclusiveMinimum"].as_f64(),
+        Some(0.0)
+    );
+    assert_eq!(props["mode"]["enum"], json!(["enforce", "dry_run"]));
+    let patch = serde_json::to_value(PolicyPatch::schema()).unwrap();
+    assert!(patch.get("required").is_none());
+    assert_eq!(patch["additionalProperties"], json!(false));
+    // Every documented bound is accepted, and one step past it refused.
+    for (field, p) in props.iter().filter(|(f, _)| *f != "mode") {
+        let (lo, hi) = (p["minimum"].as_f64(), p["maximum"].as_f64().unwrap());
+        assert!(
+            PolicyPatch::from_json(&json!({ field: hi })).is_ok(),
+            "{field}"
+        );
+        assert!(
+            PolicyPatch::from_json(&json!({ field: hi + 1.0 })).is_err(),
+            "{field}"
+        );
+        if let Some(lo) = lo {
+            assert!(
+                PolicyPatch::from_json(&json!({ field: lo })).is_ok(),
+                "{field}"
+            );
+            assert!(
+                PolicyPatch::from_json(&json!({ field: lo - 1.0 })).is_err(),
+                "{field}"
+            );
+        }
+    }
+}
