@@ -459,6 +459,15 @@ pub struct PoolConnections {
     pub idle: u32,
 }
 
+impl PoolConnections {
+    fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Self {
+        PoolConnections {
+            size: pool.size(),
+            idle: pool.num_idle() as u32,
+        }
+    }
+}
+
 /// A `DATABASE_URL`, parsed once: which backend it names, and the URL itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {

@@ -1085,10 +1085,7 @@ impl Store for PostgresStore {
     }
 
     fn pool_connections(&self) -> PoolConnections {
-        PoolConnections {
-            size: self.pool.size(),
-            idle: self.pool.num_idle() as u32,
-        }
+        PoolConnections::of(&self.pool)
     }
 
     async fn monitored_instances(&self) -> StoreResult<i64> {
