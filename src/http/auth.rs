@@ -4,24 +4,24 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
-use axum::routing::{MethodRouter, get, post};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::{ErrorBody, OnConflict};
+use super::error::{BodyErrors, ErrorBody, OnConflict};
 use super::extract::{ApiJson, AuthUser};
+use super::route::{ApiRouter, Endpoints};
 use super::{ApiError, AppState};
 use crate::auth;
 
-pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
-    vec![
-        ("/api/auth/register", post(register)),
-        ("/api/auth/login", post(login)),
-        ("/api/auth/me", get(me)),
-    ]
+pub(super) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .endpoints(routes!(register))
+        .endpoints(routes!(login))
+        .endpoints(routes!(me))
 }
 
 /// Email and password, as sent to register and login.
@@ -112,8 +112,7 @@ pub struct RegisterResponse {
             example = json!({"error": "Email and password are required"})),
         (status = 409, description = "Email taken", body = ErrorBody,
             example = json!({"error": "User with this email already exists"})),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 415, description = "Body sent as another media type", body = ErrorBody),
+        BodyErrors,
     ))]
 pub async fn register(
     State(state): State<AppState>,
@@ -121,9 +120,7 @@ pub async fn register(
 ) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
     let creds = body.for_registration()?;
     if state.store.user_by_email(&creds.email).await?.is_some() {
-        return Err(ApiError::Conflict(
-            "User with this email already exists".into(),
-        ));
+        return Err(ApiError::email_taken());
     }
     let password = creds.password;
     let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
@@ -134,7 +131,7 @@ pub async fn register(
         .store
         .create_user(&creds.email, &hash)
         .await
-        .on_conflict("User with this email already exists")?;
+        .on_conflict(ApiError::email_taken)?;
     tracing::info!(user = %user.id, "user registered");
     Ok((
         StatusCode::CREATED,
@@ -163,8 +160,7 @@ pub struct LoginResponse {
             example = json!({"error": "Email and password are required"})),
         (status = 401, description = "Wrong email or password", body = ErrorBody,
             example = json!({"error": "Invalid credentials"})),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 415, description = "Body sent as another media type", body = ErrorBody),
+        BodyErrors,
         (status = 429, description = "Too many failed attempts; see Retry-After", body = ErrorBody),
     ))]
 pub async fn login(
@@ -195,7 +191,7 @@ pub async fn login(
             limiter
                 .record_failure(state.store.as_ref(), &email, address, Utc::now())
                 .await?;
-            return Err(ApiError::Unauthorized("Invalid credentials".into()));
+            return Err(ApiError::invalid_credentials());
         }
     };
     limiter.reset(state.store.as_ref(), &email).await?;

@@ -2,9 +2,12 @@
 //! in the binary and served at `/` on the API's own origin. Anything under `/api`
 //! stays the API's, so an unknown API path is still a JSON 404.
 
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::OriginalUri;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rust_embed::Embed;
+
+use super::ApiError;
 
 /// `static/` at build time (read from disk in debug builds, so edits show on reload).
 #[derive(Embed)]
@@ -18,19 +21,24 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
      frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// The router's fallback: a dashboard file for a GET outside `/api`, else the API's
-/// JSON 404.
-pub(super) async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+/// JSON 404. Files are looked up by the path as requested, before its trailing slash
+/// was trimmed for routing: `/app.js/` names no file.
+pub(super) async fn fallback(
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Response {
     let path = uri.path();
     let api = path == "/api" || path.starts_with("/api/");
     if api || !(method == Method::GET || method == Method::HEAD) {
-        return super::not_found().await.into_response();
+        return ApiError::not_found().into_response();
     }
     let name = match path.trim_start_matches('/') {
         "" => "index.html",
         name => name,
     };
     let Some(file) = Assets::get(name) else {
-        return super::not_found().await.into_response();
+        return ApiError::not_found().into_response();
     };
     let etag = etag(&file.metadata.sha256_hash());
     // No build step, so file names carry no version: browsers revalidate every

@@ -1,12 +1,14 @@
-//! The OpenAPI document, generated from the handlers, served at `/api/openapi.json`
-//! and browsed with Swagger UI at `/api/docs`.
+//! What the OpenAPI document says beyond its operations: info, tags, security
+//! schemes and schemas no operation names. The operations come from the routes
+//! themselves (see `route.rs`); the whole document is `http::openapi()`, served at
+//! `/api/openapi.json` and browsed with Swagger UI at `/api/docs`.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, error, health, instances, metrics, observe, policy, webhooks};
+use super::{error, simulate};
 
-/// The API description.
+/// The API description, without its operations.
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -14,34 +16,7 @@ use super::{auth, error, health, instances, metrics, observe, policy, webhooks};
         version = "1.0",
         description = "Watches cloud instances, stores their metrics and decides every 15 seconds whether each needs more or less capacity. Log in, click Authorize and paste the token (without \"Bearer\")."
     ),
-    paths(
-        health::health,
-        health::live,
-        health::ready,
-        observe::metrics,
-        auth::register,
-        auth::login,
-        auth::me,
-        instances::register_instance,
-        instances::list_instances,
-        instances::start_monitoring,
-        instances::stop_monitoring,
-        instances::delete_instance,
-        metrics::list_metrics,
-        metrics::list_decisions,
-        metrics::simulate,
-        policy::get_policy,
-        policy::put_policy,
-        policy::reset_policy,
-        policy::backtest,
-        super::series::metric_series,
-        webhooks::create_webhook,
-        webhooks::list_webhooks,
-        webhooks::delete_webhook,
-        webhooks::list_deliveries,
-        webhooks::test_webhook,
-    ),
-    components(schemas(error::ErrorBody, metrics::SimulateInstantResponse, metrics::SimulateProlongedResponse)),
+    components(schemas(error::ErrorBody, simulate::SimulateInstantResponse, simulate::SimulateProlongedResponse)),
     modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Is the service up: probes and Prometheus metrics"),
@@ -79,14 +54,13 @@ impl Modify for BearerAuth {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
 
     /// `static/openapi.json` is the committed copy of the document, for importing into
     /// Postman or generating clients without running the server. It must match what
     /// the handlers generate; `UPDATE_OPENAPI=1 cargo test` rewrites it.
     #[test]
     fn the_committed_openapi_document_is_current() {
-        let generated = ApiDoc::openapi().to_pretty_json().unwrap() + "\n";
+        let generated = super::super::openapi().to_pretty_json().unwrap() + "\n";
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/static/openapi.json");
         if std::env::var_os("UPDATE_OPENAPI").is_some() {
             std::fs::write(path, &generated).unwrap();

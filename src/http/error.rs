@@ -4,7 +4,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::scaling::PolicyError;
 use crate::store::StoreError;
@@ -15,6 +15,30 @@ pub struct ErrorBody {
     /// What went wrong, in words meant for the client.
     #[schema(example = "What went wrong, in a sentence")]
     pub error: String,
+}
+
+/// The failures every route on one of the caller's instances documents, for
+/// `responses(..., InstanceErrors)` in its `#[utoipa::path]`.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Only its documentation is used.
+pub enum InstanceErrors {
+    #[response(status = 401, description = "Missing, invalid or expired token")]
+    Unauthorized(ErrorBody),
+    #[response(status = 403, description = "Someone else's instance")]
+    Forbidden(ErrorBody),
+    #[response(status = 404, description = "No such instance")]
+    NotFound(ErrorBody),
+}
+
+/// The failures every route with a JSON body documents, for
+/// `responses(..., BodyErrors)` in its `#[utoipa::path]`.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Only its documentation is used.
+pub enum BodyErrors {
+    #[response(status = 413, description = "Body over 1 MiB")]
+    TooLarge(ErrorBody),
+    #[response(status = 415, description = "Body sent as another media type")]
+    UnsupportedMediaType(ErrorBody),
 }
 
 /// An error the API answers with; the variant chooses the status code.
@@ -54,6 +78,80 @@ impl ApiError {
     /// 401 for a token that is malformed, forged or names a user who is gone.
     pub fn invalid_token() -> Self {
         ApiError::Unauthorized("Token is invalid".into())
+    }
+
+    /// 401 for a request without a bearer token (or with an empty one).
+    pub fn token_missing() -> Self {
+        ApiError::Unauthorized("Token is missing".into())
+    }
+
+    /// 401 for a genuine token past its expiry.
+    pub fn token_expired() -> Self {
+        ApiError::Unauthorized("Token has expired".into())
+    }
+
+    /// 401 for a login with an unknown email or a wrong password, alike.
+    pub fn invalid_credentials() -> Self {
+        ApiError::Unauthorized("Invalid credentials".into())
+    }
+
+    /// 401 for a scrape of `/metrics` without `METRICS_TOKEN` when one is set.
+    pub fn metrics_token_required() -> Self {
+        ApiError::Unauthorized("A valid metrics token is required".into())
+    }
+
+    /// 404 for a path no route matches.
+    pub fn not_found() -> Self {
+        ApiError::NotFound("Not found".into())
+    }
+
+    /// 405 for a route that exists with other methods.
+    pub fn method_not_allowed() -> Self {
+        ApiError::MethodNotAllowed("Method not allowed".into())
+    }
+
+    /// 409 for registering an email that already has an account.
+    pub fn email_taken() -> Self {
+        ApiError::Conflict("User with this email already exists".into())
+    }
+
+    /// 409 for an instance id that is already registered.
+    pub fn instance_already_registered() -> Self {
+        ApiError::Conflict("Instance already registered".into())
+    }
+
+    /// 400 for starting monitoring that is on (`true`) or stopping it when off.
+    pub fn monitoring_already(on: bool) -> Self {
+        ApiError::bad_request(if on {
+            "Monitoring is already active for this instance"
+        } else {
+            "Monitoring is not active for this instance"
+        })
+    }
+
+    /// 404 for a webhook id that is unknown or someone else's, alike.
+    pub fn webhook_not_found() -> Self {
+        ApiError::NotFound("Webhook not found".into())
+    }
+
+    /// 400 for a span whose `from` is not before its `to`.
+    pub fn from_not_before_to() -> Self {
+        ApiError::bad_request("from must be before to")
+    }
+
+    /// 400 for a span longer than `days`.
+    pub fn span_too_long(days: i64) -> Self {
+        ApiError::bad_request(format!("from must be at most {days} days before to"))
+    }
+
+    /// 503 when admission control has no permit left.
+    pub fn busy() -> Self {
+        ApiError::Unavailable("The server is busy; please retry shortly".into())
+    }
+
+    /// 503 for a request that outlived the request timeout.
+    pub fn timed_out() -> Self {
+        ApiError::Unavailable("The request took too long and was abandoned; please retry".into())
     }
 
     /// 404 for an instance id nobody registered (or that was deleted).
@@ -151,15 +249,15 @@ impl From<PolicyError> for ApiError {
     }
 }
 
-/// Turns a unique-key violation into a 409 with the given message.
+/// Turns a unique-key violation into the given error (a 409 constructor above).
 pub trait OnConflict<T> {
-    fn on_conflict(self, message: &str) -> Result<T, ApiError>;
+    fn on_conflict(self, conflict: fn() -> ApiError) -> Result<T, ApiError>;
 }
 
 impl<T> OnConflict<T> for Result<T, StoreError> {
-    fn on_conflict(self, message: &str) -> Result<T, ApiError> {
+    fn on_conflict(self, conflict: fn() -> ApiError) -> Result<T, ApiError> {
         self.map_err(|e| match e {
-            StoreError::Conflict => ApiError::Conflict(message.to_owned()),
+            StoreError::Conflict => conflict(),
             other => other.into(),
         })
     }

@@ -8,22 +8,22 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get};
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ErrorBody;
+use super::route::{ApiRouter, Endpoints};
 
 /// How long readiness waits for the database before calling it unavailable.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
-    vec![
-        ("/api/", get(health)),
-        ("/api/health/live", get(live)),
-        ("/api/health/ready", get(ready)),
-    ]
+pub(super) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .endpoints(routes!(health))
+        .endpoints(routes!(live))
+        .endpoints(routes!(ready))
 }
 
 /// Health check answer.

@@ -3,35 +3,26 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{MethodRouter, delete, get, patch};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::{ErrorBody, OnConflict};
+use super::error::{BodyErrors, ErrorBody, InstanceErrors, OnConflict};
 use super::extract::{ApiJson, AuthUser};
+use super::route::{ApiRouter, Endpoints};
 use super::{ApiError, AppState};
 use crate::model::Instance;
 use crate::scaling::{PolicyMode, capacity_for_level};
 use crate::store::{Deletion, NewInstance};
 
-pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
-    vec![
-        (
-            "/api/instances/",
-            get(list_instances).post(register_instance),
-        ),
-        ("/api/instances/{instance_id}", delete(delete_instance)),
-        (
-            "/api/instances/{instance_id}/monitor/start",
-            patch(start_monitoring),
-        ),
-        (
-            "/api/instances/{instance_id}/monitor/stop",
-            patch(stop_monitoring),
-        ),
-    ]
+pub(super) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .endpoints(routes!(list_instances, register_instance))
+        .endpoints(routes!(delete_instance))
+        .endpoints(routes!(start_monitoring))
+        .endpoints(routes!(stop_monitoring))
 }
 
 /// An instance as the API shows it. Capacities follow from the scale level.
@@ -295,8 +286,7 @@ pub struct RegisterInstanceResponse {
         (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
         (status = 409, description = "The instance id is taken", body = ErrorBody,
             example = json!({"error": "Instance already registered"})),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 415, description = "Body sent as another media type", body = ErrorBody),
+        BodyErrors,
     ))]
 pub async fn register_instance(
     State(state): State<AppState>,
@@ -308,7 +298,7 @@ pub async fn register_instance(
         .store
         .create_instance(&new)
         .await
-        .on_conflict("Instance already registered")?;
+        .on_conflict(ApiError::instance_already_registered)?;
     tracing::info!(instance = %instance.instance_id, user = %user.id, "instance registered");
     Ok((
         StatusCode::CREATED,
@@ -388,16 +378,7 @@ pub async fn start_monitoring(
     AuthUser(user): AuthUser,
     Path(instance_id): Path<String>,
 ) -> Result<Json<MessageResponse>, ApiError> {
-    let instance = owned_instance(&state, user.id, &instance_id).await?;
-    if !state.store.set_monitoring(instance.id, true).await? {
-        return Err(ApiError::bad_request(
-            "Monitoring is already active for this instance",
-        ));
-    }
-    tracing::info!(instance = %instance.instance_id, "monitoring started");
-    Ok(Json(MessageResponse {
-        message: "Monitoring started successfully",
-    }))
+    set_monitoring(&state, user.id, &instance_id, true).await
 }
 
 /// Stop monitoring.
@@ -411,25 +392,35 @@ pub async fn start_monitoring(
         )),
         (status = 400, description = "Not monitored", body = ErrorBody,
             example = json!({"error": "Monitoring is not active for this instance"})),
-        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
-        (status = 403, description = "Someone else's instance", body = ErrorBody),
-        (status = 404, description = "No such instance", body = ErrorBody),
+        InstanceErrors,
     ))]
 pub async fn stop_monitoring(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     Path(instance_id): Path<String>,
 ) -> Result<Json<MessageResponse>, ApiError> {
-    let instance = owned_instance(&state, user.id, &instance_id).await?;
-    if !state.store.set_monitoring(instance.id, false).await? {
-        return Err(ApiError::bad_request(
-            "Monitoring is not active for this instance",
-        ));
+    set_monitoring(&state, user.id, &instance_id, false).await
+}
+
+/// Turns monitoring of the user's instance on or off; a 400 when it already was.
+async fn set_monitoring(
+    state: &AppState,
+    user: Uuid,
+    instance_id: &str,
+    on: bool,
+) -> Result<Json<MessageResponse>, ApiError> {
+    let instance = owned_instance(state, user, instance_id).await?;
+    if !state.store.set_monitoring(instance.id, on).await? {
+        return Err(ApiError::monitoring_already(on));
     }
-    tracing::info!(instance = %instance.instance_id, "monitoring stopped");
-    Ok(Json(MessageResponse {
-        message: "Monitoring stopped successfully",
-    }))
+    let message = if on {
+        tracing::info!(instance = %instance.instance_id, "monitoring started");
+        "Monitoring started successfully"
+    } else {
+        tracing::info!(instance = %instance.instance_id, "monitoring stopped");
+        "Monitoring stopped successfully"
+    };
+    Ok(Json(MessageResponse { message }))
 }
 
 /// Delete an instance with all its metrics and decisions. Its id is free to be
@@ -445,9 +436,7 @@ pub async fn stop_monitoring(
         )),
         (status = 400, description = "Still monitored", body = ErrorBody,
             example = json!({"error": "Cannot delete instance while monitoring is active. Please stop monitoring first."})),
-        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
-        (status = 403, description = "Someone else's instance", body = ErrorBody),
-        (status = 404, description = "No such instance", body = ErrorBody),
+        InstanceErrors,
     ))]
 pub async fn delete_instance(
     State(state): State<AppState>,

@@ -3,6 +3,7 @@
 
 mod auth;
 mod dashboard;
+mod decisions;
 mod docs;
 mod error;
 mod extract;
@@ -10,8 +11,11 @@ mod health;
 mod instances;
 mod metrics;
 mod observe;
+mod page;
 mod policy;
+mod route;
 mod series;
+mod simulate;
 mod time;
 mod webhooks;
 
@@ -27,9 +31,9 @@ use axum::http::{Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
+use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{Any, CorsLayer};
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -62,28 +66,39 @@ struct Admission {
 
 async fn admit(State(admission): State<Admission>, req: Request, next: Next) -> Response {
     let Ok(_permit) = admission.permits.clone().try_acquire_owned() else {
-        return ApiError::Unavailable("The server is busy; please retry shortly".into())
-            .into_response();
+        return ApiError::busy().into_response();
     };
     match tokio::time::timeout(admission.timeout, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => ApiError::Unavailable(
-            "The request took too long and was abandoned; please retry".into(),
-        )
-        .into_response(),
+        Err(_) => ApiError::timed_out().into_response(),
     }
 }
 
-/// Routes `path` and `path/` alike (the contract's clients use both).
-fn both<S: Clone + Send + Sync + 'static>(
-    router: Router<S>,
-    path: &str,
-    method_router: axum::routing::MethodRouter<S>,
-) -> Router<S> {
-    let trimmed = path.trim_end_matches('/');
-    router
-        .route(trimmed, method_router.clone())
-        .route(&format!("{trimmed}/"), method_router)
+/// Every endpoint, routed and documented: each resource's `routes()` on top of
+/// what the document says beyond its operations.
+fn api() -> route::ApiRouter {
+    [
+        health::routes(),
+        auth::routes(),
+        instances::routes(),
+        metrics::routes(),
+        decisions::routes(),
+        simulate::routes(),
+        policy::routes(),
+        series::routes(),
+        observe::routes(),
+        webhooks::routes(),
+    ]
+    .into_iter()
+    .fold(
+        route::ApiRouter::with_openapi(ApiDoc::openapi()),
+        route::ApiRouter::merge,
+    )
+}
+
+/// The OpenAPI document served at `/api/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
 }
 
 /// The whole application: API routes, Swagger UI, CORS, limits and error shapes.
@@ -92,24 +107,19 @@ pub fn router(state: AppState) -> Router {
         permits: Arc::new(Semaphore::new(state.settings.max_concurrent_requests)),
         timeout: state.settings.request_timeout,
     };
-    let api = [
-        health::routes(),
-        auth::routes(),
-        instances::routes(),
-        metrics::routes(),
-        policy::routes(),
-        series::routes(),
-        observe::routes(),
-        webhooks::routes(),
-    ]
-    .into_iter()
-    .fold(Router::new(), |router, routes| {
-        routes
-            .into_iter()
-            .fold(router, |router, (path, method_router)| {
-                both(router, path, method_router)
-            })
-    });
+    let (api, doc) = api().split_for_parts();
+    let api = api
+        .route_layer(middleware::from_fn(observe::mark_route))
+        .fallback(dashboard::fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone());
+    // Swagger UI is routed as asked for: it redirects `/api/docs` to `/api/docs/`,
+    // which trimming would send back. Everything else is trimmed, then routed.
+    let app = Router::new()
+        .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", doc))
+        .route_layer(middleware::from_fn(observe::mark_route))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback_service(api.map_request(route::trim_trailing_slash));
     // The headers are listed, not `*`: browsers never let a wildcard cover
     // Authorization, so a dashboard's bearer token would fail its preflight.
     let cors = CorsLayer::new()
@@ -125,26 +135,18 @@ pub fn router(state: AppState) -> Router {
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(Duration::from_secs(3600));
 
-    let signals = state.signals.clone();
-    api.merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", ApiDoc::openapi()))
-        .route_layer(middleware::from_fn(observe::mark_route))
-        .fallback(dashboard::fallback)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+    app.layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(admission, admit))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
-        .layer(middleware::from_fn_with_state(signals, observe::track))
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(
+            state.signals,
+            observe::track,
+        ))
         .layer(cors)
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound("Not found".into())
-}
-
 async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed("Method not allowed".into())
+    ApiError::method_not_allowed()
 }

@@ -7,26 +7,29 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get};
+use tracing::{Instrument, Span, field};
+use utoipa_axum::routes;
 
+use super::route::{ApiRouter, Endpoints};
 use super::{ApiError, AppState};
 use crate::signals::{self, Signals, UNMATCHED_ROUTE};
 
-pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
-    vec![("/metrics", get(metrics))]
+pub(super) fn routes() -> ApiRouter {
+    ApiRouter::new().endpoints(routes!(metrics))
 }
 
 /// The route template a request matched, handed from the router out to [`track`].
 #[derive(Clone)]
 struct RouteLabel(Arc<str>);
 
-/// Inside the router (a route layer), where the matched route is known: passes its
-/// template out on the response. Requests no route matched never come through here.
+/// Inside the router (a route layer), where the matched route is known: names it on
+/// the request's span and passes its template out on the response. Requests no route
+/// matched never come through here.
 pub(super) async fn mark_route(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| RouteLabel(Arc::from(path.as_str())));
+    let route = req.extensions().get::<MatchedPath>().map(|path| {
+        Span::current().record("route", path.as_str());
+        RouteLabel(Arc::from(path.as_str()))
+    });
     let mut response = next.run(req).await;
     if let Some(route) = route {
         response.extensions_mut().insert(route);
@@ -34,8 +37,11 @@ pub(super) async fn mark_route(req: Request, next: Next) -> Response {
     response
 }
 
-/// Outermost but for tracing and CORS: counts and times every answer, including the
-/// 503s of admission control and the 404s of unmatched paths.
+/// Outermost but for CORS: counts and times every answer, including the 503s of
+/// admission control and the 404s of unmatched paths, and runs the request in its
+/// span (method, matched route, user id). The span and the closing event (status,
+/// duration) are DEBUG, so at the default INFO level neither is built and the request
+/// pays nothing for them; a 5xx is still logged at ERROR with the same fields.
 pub(super) async fn track(
     State(signals): State<Arc<Signals>>,
     req: Request,
@@ -43,17 +49,31 @@ pub(super) async fn track(
 ) -> Response {
     let started = Instant::now();
     let method = method_label(req.method());
-    let response = next.run(req).await;
+    let span = tracing::debug_span!(
+        "request",
+        method,
+        route = field::Empty,
+        user_id = field::Empty,
+    );
+    let response = next.run(req).instrument(span.clone()).await;
+    let took = started.elapsed();
     let route = response
         .extensions()
         .get::<RouteLabel>()
         .map_or(UNMATCHED_ROUTE, |r| route_label(&r.0));
-    signals.record_http(method, route, response.status().as_u16(), started.elapsed());
+    let status = response.status().as_u16();
+    signals.record_http(method, route, status, took);
+    let duration_ms = took.as_secs_f64() * 1000.0;
+    if response.status().is_server_error() {
+        tracing::error!(parent: &span, method, route, status, duration_ms, "answered with a server error");
+    } else {
+        tracing::debug!(parent: &span, status, duration_ms, "request finished");
+    }
     response
 }
 
-/// Every route is registered with and without a trailing slash (see `both`); both
-/// count as the form without it.
+/// Swagger UI's routes keep their trailing slash (`/api/docs/`); like every other
+/// route they count as the form without it.
 fn route_label(template: &str) -> &str {
     match template.trim_end_matches('/') {
         "" => "/",
@@ -100,9 +120,7 @@ pub async fn metrics(
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim());
         if !given.is_some_and(|token| constant_time_eq(token.as_bytes(), expected.as_bytes())) {
-            return Err(ApiError::Unauthorized(
-                "A valid metrics token is required".into(),
-            ));
+            return Err(ApiError::metrics_token_required());
         }
     }
     let monitored = tokio::time::timeout(GAUGE_QUERY_TIMEOUT, state.store.monitored_instances())

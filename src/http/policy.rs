@@ -3,30 +3,27 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::{MethodRouter, get, post};
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
+use utoipa_axum::routes;
 
-use super::error::ErrorBody;
+use super::error::{ErrorBody, InstanceErrors};
 use super::extract::{ApiJson, AuthUser};
 use super::instances::owned_instance;
+use super::route::{ApiRouter, Endpoints};
 use super::{ApiError, AppState};
 use crate::jobs::effective_policy;
 use crate::model::Instance;
 use crate::scaling::replay::{Replay, ReplayAction, ReplaySummary};
 use crate::scaling::{Policy, PolicyPatch, Sample};
 
-pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
-    vec![
-        (
-            "/api/instances/{instance_id}/policy",
-            get(get_policy).put(put_policy).delete(reset_policy),
-        ),
-        ("/api/instances/{instance_id}/backtest", post(backtest)),
-    ]
+pub(super) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .endpoints(routes!(get_policy, put_policy, reset_policy))
+        .endpoints(routes!(backtest))
 }
 
 /// Samples handed to the replay threads at a time.
@@ -63,9 +60,7 @@ fn policy_response(state: &AppState, instance: &Instance) -> PolicyResponse {
     params(("instance_id" = String, Path, description = "The instance's id")),
     responses(
         (status = 200, description = "Every field of the policy in force", body = PolicyResponse),
-        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
-        (status = 403, description = "Someone else's instance", body = ErrorBody),
-        (status = 404, description = "No such instance", body = ErrorBody),
+        InstanceErrors,
     ))]
 pub async fn get_policy(
     State(state): State<AppState>,
@@ -117,9 +112,7 @@ async fn store_policy(
         (status = 200, description = "The policy now in force", body = PolicyResponse),
         (status = 400, description = "A field out of range, of the wrong type, or unknown", body = ErrorBody,
             example = json!({"error": "scale_up_cpu_above must be a number between 0 and 100"})),
-        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
-        (status = 403, description = "Someone else's instance", body = ErrorBody),
-        (status = 404, description = "No such instance", body = ErrorBody),
+        InstanceErrors,
     ))]
 pub async fn put_policy(
     State(state): State<AppState>,
@@ -139,9 +132,7 @@ pub async fn put_policy(
     params(("instance_id" = String, Path, description = "The instance's id")),
     responses(
         (status = 200, description = "The defaults, now in force", body = PolicyResponse),
-        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
-        (status = 403, description = "Someone else's instance", body = ErrorBody),
-        (status = 404, description = "No such instance", body = ErrorBody),
+        InstanceErrors,
     ))]
 pub async fn reset_policy(
     State(state): State<AppState>,
@@ -196,12 +187,10 @@ impl BacktestRequest {
         let to = time_field(body, "to")?.unwrap_or(now);
         let from = time_field(body, "from")?.unwrap_or(to - TimeDelta::hours(24));
         if from >= to {
-            return Err(ApiError::bad_request("from must be before to"));
+            return Err(ApiError::from_not_before_to());
         }
         if to - from > MAX_BACKTEST_SPAN {
-            return Err(ApiError::bad_request(
-                "from must be at most 90 days before to",
-            ));
+            return Err(ApiError::span_too_long(MAX_BACKTEST_SPAN.num_days()));
         }
         let start_level = match body.get("start_level") {
             None | Some(Value::Null) => None,
@@ -264,9 +253,7 @@ pub struct BacktestResponse {
         (status = 200, description = "The two replays", body = BacktestResponse),
         (status = 400, description = "A bad policy field, time or span", body = ErrorBody,
             example = json!({"error": "from must be at most 90 days before to"})),
-        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
-        (status = 403, description = "Someone else's instance", body = ErrorBody),
-        (status = 404, description = "No such instance", body = ErrorBody),
+        InstanceErrors,
     ))]
 pub async fn backtest(
     State(state): State<AppState>,

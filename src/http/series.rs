@@ -4,21 +4,22 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::routing::{MethodRouter, get};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::ErrorBody;
+use super::error::{ErrorBody, InstanceErrors};
 use super::extract::AuthUser;
 use super::instances::owned_instance;
+use super::route::{ApiRouter, Endpoints};
 use super::{ApiError, AppState};
 use crate::scaling::capacity_for_level;
 use crate::store::{SeriesBucket, SeriesDecision};
 
-pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
-    vec![("/api/metrics/{instance_id}/series", get(metric_series))]
+pub(super) fn routes() -> ApiRouter {
+    ApiRouter::new().endpoints(routes!(metric_series))
 }
 
 /// Most buckets one answer holds.
@@ -78,12 +79,10 @@ impl SeriesQuery {
             None => to - TimeDelta::hours(1),
         };
         if from >= to {
-            return Err(ApiError::bad_request("from must be before to"));
+            return Err(ApiError::from_not_before_to());
         }
         if to - from > TimeDelta::days(MAX_SPAN_DAYS) {
-            return Err(ApiError::bad_request(format!(
-                "from must be at most {MAX_SPAN_DAYS} days before to"
-            )));
+            return Err(ApiError::span_too_long(MAX_SPAN_DAYS));
         }
         let span_micros = (to - from).num_microseconds().unwrap_or(i64::MAX);
         let buckets = |step: i64| (span_micros + step * 1_000_000 - 1) / (step * 1_000_000);
@@ -249,9 +248,7 @@ pub fn level_path(
         (status = 200, description = "Buckets, actions and levels, oldest first", body = SeriesResponse),
         (status = 400, description = "Bad from, to or step", body = ErrorBody,
             example = json!({"error": "from must be before to"})),
-        (status = 401, description = "Missing, invalid or expired token", body = ErrorBody),
-        (status = 403, description = "Someone else's instance", body = ErrorBody),
-        (status = 404, description = "No such instance", body = ErrorBody),
+        InstanceErrors,
     ))]
 pub async fn metric_series(
     State(state): State<AppState>,
@@ -270,7 +267,7 @@ pub async fn metric_series(
         store.decisions_between(instance.id, span.from, span.to),
         store.level_at(instance.id, span.from),
     )?;
-    let start = start.ok_or_else(|| ApiError::NotFound("Instance not found".into()))?;
+    let start = start.ok_or_else(ApiError::instance_not_found)?;
     let levels = level_path(span.from, start, &decisions);
     Ok(Json(SeriesResponse {
         instance_id: instance.instance_id,

@@ -4,28 +4,28 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{MethodRouter, get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::error::ErrorBody;
 use super::extract::{ApiJson, AuthUser};
 use super::instances::MessageResponse;
-use super::metrics::{LimitQuery, parse_limit};
+use super::page::{LimitQuery, parse_limit};
+use super::route::{ApiRouter, Endpoints};
 use super::{ApiError, AppState};
 use crate::model::{NewWebhook, Webhook, WebhookDelivery};
 use crate::webhooks::{self, EVENT_KINDS, MAX_WEBHOOKS_PER_USER, ssrf};
 
-pub(super) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
-    vec![
-        ("/api/webhooks", post(create_webhook).get(list_webhooks)),
-        ("/api/webhooks/{id}", axum::routing::delete(delete_webhook)),
-        ("/api/webhooks/{id}/deliveries", get(list_deliveries)),
-        ("/api/webhooks/{id}/test", post(test_webhook)),
-    ]
+pub(super) fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .endpoints(routes!(create_webhook, list_webhooks))
+        .endpoints(routes!(delete_webhook))
+        .endpoints(routes!(list_deliveries))
+        .endpoints(routes!(test_webhook))
 }
 
 /// Longest URL accepted.
@@ -170,13 +170,12 @@ fn parse_events(events: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
 
 /// The webhook `id` of `user`; 404 for an unknown id and for someone else's, alike.
 async fn owned_webhook(state: &AppState, user: Uuid, id: &str) -> Result<Webhook, ApiError> {
-    let not_found = || ApiError::NotFound("Webhook not found".into());
-    let id = Uuid::parse_str(id).map_err(|_| not_found())?;
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::webhook_not_found())?;
     state
         .store
         .webhook_of(user, id)
         .await?
-        .ok_or_else(not_found)
+        .ok_or_else(ApiError::webhook_not_found)
 }
 
 /// Register a webhook.
@@ -282,7 +281,7 @@ pub async fn delete_webhook(
 ) -> Result<Json<MessageResponse>, ApiError> {
     let webhook = owned_webhook(&state, user.id, &id).await?;
     if !state.store.delete_webhook(user.id, webhook.id).await? {
-        return Err(ApiError::NotFound("Webhook not found".into()));
+        return Err(ApiError::webhook_not_found());
     }
     Ok(Json(MessageResponse {
         message: "Webhook deleted",
@@ -305,8 +304,7 @@ pub async fn list_deliveries(
     Path(id): Path<String>,
     query: Result<Query<LimitQuery>, QueryRejection>,
 ) -> Result<Json<DeliveriesResponse>, ApiError> {
-    let Query(query) =
-        query.map_err(|_| ApiError::bad_request("limit must be a positive integer"))?;
+    let Query(query) = query.map_err(|_| ApiError::bad_limit())?;
     let limit = parse_limit(query.limit.as_deref(), DEFAULT_DELIVERIES, MAX_DELIVERIES)?;
     let webhook = owned_webhook(&state, user.id, &id).await?;
     let deliveries = state.store.webhook_deliveries(webhook.id, limit).await?;
