@@ -8,12 +8,14 @@
 # into the database (86,400 rows: a daily load wave with a hot hour), then sends
 # REQUESTS=10 backtests of the whole span (172,800 ticks at the 15 s interval) and
 # 10 series reads of the last 7 days, one at a time, and prints min / median / max
-# of curl's total time. SKIP_BUILD=1 uses the existing target/release/autoscaler.
+# of curl's total time. SKIP_BUILD=1 uses the existing target/release/autoscaler;
+# SERVER_BIN=path runs another build (to compare two versions in one sitting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 days="${DAYS:-30}"
 requests="${REQUESTS:-10}"
-[[ -n "${SKIP_BUILD:-}" ]] || cargo build --release --bin autoscaler >&2
+server_bin="${SERVER_BIN:-target/release/autoscaler}"
+[[ -n "${SKIP_BUILD:-}${SERVER_BIN:-}" ]] || cargo build --release --bin autoscaler >&2
 
 work="$(mktemp -d)"
 server_pid=""
@@ -37,7 +39,7 @@ if [[ "$database_url" == postgres* ]]; then
 fi
 DATABASE_URL="$database_url" JWT_SECRET_KEY="backtest-load-secret-0123456789abcdef" \
     HOST=127.0.0.1 PORT="$port" RUN_JOBS=false LOG_DIR="$work/logs" \
-    target/release/autoscaler >"$work/server.log" 2>&1 &
+    "$server_bin" >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do curl -fsS "$base/api/" >/dev/null 2>&1 && break; sleep 0.1; done
 

@@ -70,54 +70,63 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
+/// The contract's fixed messages, one constructor each, so a handler names the
+/// failure and the exact text lives here: `name => Variant("message");`.
+macro_rules! messages {
+    ($($(#[$doc:meta])* $name:ident => $variant:ident($message:literal);)*) => {
+        impl ApiError {
+            $(
+                $(#[$doc])*
+                pub fn $name() -> Self {
+                    ApiError::$variant($message.into())
+                }
+            )*
+        }
+    };
+}
+
+messages! {
+    /// 400 for a span whose `from` is not before its `to`.
+    from_not_before_to => BadRequest("from must be before to");
+    /// 400 for a `limit` that is not a positive integer.
+    bad_limit => BadRequest("limit must be a positive integer");
+    /// 400 for a `page` that is not an integer of at least 1.
+    bad_page => BadRequest("Page must be >= 1");
+    /// 400 for a `page_size` outside 1..=100.
+    bad_page_size => BadRequest("Page size must be between 1 and 100");
+    /// 401 for a token that is malformed, forged or names a user who is gone.
+    invalid_token => Unauthorized("Token is invalid");
+    /// 401 for a request without a bearer token (or with an empty one).
+    token_missing => Unauthorized("Token is missing");
+    /// 401 for a genuine token past its expiry.
+    token_expired => Unauthorized("Token has expired");
+    /// 401 for a login with an unknown email or a wrong password, alike.
+    invalid_credentials => Unauthorized("Invalid credentials");
+    /// 401 for a scrape of `/metrics` without `METRICS_TOKEN` when one is set.
+    metrics_token_required => Unauthorized("A valid metrics token is required");
+    /// 403 for someone else's instance.
+    not_your_instance => Forbidden("Unauthorized: You don't own this instance");
+    /// 404 for a path no route matches.
+    not_found => NotFound("Not found");
+    /// 404 for a webhook id that is unknown or someone else's, alike.
+    webhook_not_found => NotFound("Webhook not found");
+    /// 404 for an instance id nobody registered (or that was deleted).
+    instance_not_found => NotFound("Instance not found");
+    /// 405 for a route that exists with other methods.
+    method_not_allowed => MethodNotAllowed("Method not allowed");
+    /// 409 for registering an email that already has an account.
+    email_taken => Conflict("User with this email already exists");
+    /// 409 for an instance id that is already registered.
+    instance_already_registered => Conflict("Instance already registered");
+    /// 503 when admission control has no permit left.
+    busy => Unavailable("The server is busy; please retry shortly");
+    /// 503 for a request that outlived the request timeout.
+    timed_out => Unavailable("The request took too long and was abandoned; please retry");
+}
+
 impl ApiError {
     pub fn bad_request(msg: impl Into<String>) -> Self {
         ApiError::BadRequest(msg.into())
-    }
-
-    /// 401 for a token that is malformed, forged or names a user who is gone.
-    pub fn invalid_token() -> Self {
-        ApiError::Unauthorized("Token is invalid".into())
-    }
-
-    /// 401 for a request without a bearer token (or with an empty one).
-    pub fn token_missing() -> Self {
-        ApiError::Unauthorized("Token is missing".into())
-    }
-
-    /// 401 for a genuine token past its expiry.
-    pub fn token_expired() -> Self {
-        ApiError::Unauthorized("Token has expired".into())
-    }
-
-    /// 401 for a login with an unknown email or a wrong password, alike.
-    pub fn invalid_credentials() -> Self {
-        ApiError::Unauthorized("Invalid credentials".into())
-    }
-
-    /// 401 for a scrape of `/metrics` without `METRICS_TOKEN` when one is set.
-    pub fn metrics_token_required() -> Self {
-        ApiError::Unauthorized("A valid metrics token is required".into())
-    }
-
-    /// 404 for a path no route matches.
-    pub fn not_found() -> Self {
-        ApiError::NotFound("Not found".into())
-    }
-
-    /// 405 for a route that exists with other methods.
-    pub fn method_not_allowed() -> Self {
-        ApiError::MethodNotAllowed("Method not allowed".into())
-    }
-
-    /// 409 for registering an email that already has an account.
-    pub fn email_taken() -> Self {
-        ApiError::Conflict("User with this email already exists".into())
-    }
-
-    /// 409 for an instance id that is already registered.
-    pub fn instance_already_registered() -> Self {
-        ApiError::Conflict("Instance already registered".into())
     }
 
     /// 400 for starting monitoring that is on (`true`) or stopping it when off.
@@ -129,54 +138,9 @@ impl ApiError {
         })
     }
 
-    /// 404 for a webhook id that is unknown or someone else's, alike.
-    pub fn webhook_not_found() -> Self {
-        ApiError::NotFound("Webhook not found".into())
-    }
-
-    /// 400 for a span whose `from` is not before its `to`.
-    pub fn from_not_before_to() -> Self {
-        ApiError::bad_request("from must be before to")
-    }
-
     /// 400 for a span longer than `days`.
     pub fn span_too_long(days: i64) -> Self {
         ApiError::bad_request(format!("from must be at most {days} days before to"))
-    }
-
-    /// 503 when admission control has no permit left.
-    pub fn busy() -> Self {
-        ApiError::Unavailable("The server is busy; please retry shortly".into())
-    }
-
-    /// 503 for a request that outlived the request timeout.
-    pub fn timed_out() -> Self {
-        ApiError::Unavailable("The request took too long and was abandoned; please retry".into())
-    }
-
-    /// 404 for an instance id nobody registered (or that was deleted).
-    pub fn instance_not_found() -> Self {
-        ApiError::NotFound("Instance not found".into())
-    }
-
-    /// 400 for a `limit` that is not a positive integer.
-    pub fn bad_limit() -> Self {
-        ApiError::bad_request("limit must be a positive integer")
-    }
-
-    /// 400 for a `page` that is not an integer of at least 1.
-    pub fn bad_page() -> Self {
-        ApiError::bad_request("Page must be >= 1")
-    }
-
-    /// 400 for a `page_size` outside 1..=100.
-    pub fn bad_page_size() -> Self {
-        ApiError::bad_request("Page size must be between 1 and 100")
-    }
-
-    /// 403 for someone else's instance.
-    pub fn not_your_instance() -> Self {
-        ApiError::Forbidden("Unauthorized: You don't own this instance".into())
     }
 
     pub fn status(&self) -> StatusCode {

@@ -37,10 +37,6 @@ pub const MAX_BACKTEST_SPAN: TimeDelta = TimeDelta::days(90);
 pub struct PolicyResponse {
     #[schema(example = "mock-test-1")]
     pub instance_id: String,
-    #[schema(value_type = Object, example = json!({"mode": "enforce", "scale_up_cpu_above": 90.0,
-        "scale_up_memory_above": 90.0, "scale_down_cpu_below": 10.0, "scale_down_memory_below": 20.0,
-        "sustained_ratio": 0.8, "window_minutes": 5, "min_samples": 3, "iqr_multiplier": 1.5,
-        "votes_needed": 2, "cooldown_seconds": 300, "min_level": 1, "max_level": 10}))]
     pub policy: Policy,
     /// True when the instance sets no field of its own.
     pub is_default: bool,
@@ -106,7 +102,7 @@ async fn store_policy(
 #[utoipa::path(put, path = "/api/instances/{instance_id}/policy", tag = "policies",
     security(("bearer" = [])),
     params(("instance_id" = String, Path, description = "The instance's id")),
-    request_body(content = Object, description = "Any subset of the policy's fields",
+    request_body(content = PolicyPatch, description = "Any subset of the policy's fields",
         example = json!({"scale_up_cpu_above": 70, "window_minutes": 10, "min_level": 2, "mode": "dry_run"})),
     responses(
         (status = 200, description = "The policy now in force", body = PolicyResponse),
@@ -153,6 +149,26 @@ pub struct BacktestRequest {
 }
 
 const BACKTEST_FIELDS: [&str; 4] = ["policy", "from", "to", "start_level"];
+
+// Only the documentation of the body: `BacktestRequest::parse` reads it, so that a
+// mistake names its field.
+/// A backtest: every field is optional (`{}` replays the last 24 hours under the
+/// current policy).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BacktestBody {
+    /// Fields over the instance's current policy.
+    policy: Option<PolicyPatch>,
+    /// RFC 3339; default: 24 hours before `to`.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    from: Option<DateTime<Utc>>,
+    /// RFC 3339; default: now.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    to: Option<DateTime<Utc>>,
+    /// The level the replay starts at; default: the policy's `min_level`.
+    #[schema(minimum = 1, maximum = 50)]
+    start_level: Option<i32>,
+}
 
 fn time_field(body: &Map<String, Value>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
     match body.get(name) {
@@ -228,16 +244,12 @@ pub struct BacktestResponse {
     #[schema(example = 5760)]
     pub ticks: u64,
     /// The candidate policy: the given fields over the instance's current policy.
-    #[schema(value_type = Object)]
     pub policy: Policy,
     /// The candidate's replay.
-    #[schema(value_type = Object)]
     pub summary: ReplaySummary,
     /// The same replay under the instance's current policy.
-    #[schema(value_type = Object)]
     pub baseline: ReplaySummary,
     /// The candidate's actions, oldest first, at most 1,000.
-    #[schema(value_type = Vec<Object>)]
     pub actions: Vec<ReplayAction>,
     pub actions_truncated: bool,
 }
@@ -247,7 +259,7 @@ pub struct BacktestResponse {
 #[utoipa::path(post, path = "/api/instances/{instance_id}/backtest", tag = "policies",
     security(("bearer" = [])),
     params(("instance_id" = String, Path, description = "The instance's id")),
-    request_body(content = Object, description = "A JSON object (`{}` for all defaults) whose fields are all optional: policy (fields over the current policy), from and to (RFC 3339; to defaults to now, from to 24 h before to), start_level (default: the policy's min_level)",
+    request_body(content = BacktestBody, description = "The candidate policy's fields, the span and the start level, all optional",
         example = json!({"policy": {"scale_up_cpu_above": 70}, "from": "2026-12-01T00:00:00Z", "to": "2026-12-02T00:00:00Z", "start_level": 1})),
     responses(
         (status = 200, description = "The two replays", body = BacktestResponse),

@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{Decision, InstanceState, Policy, Sample, capacity_for_level, decide_scaling};
 
@@ -33,17 +34,21 @@ use super::{Decision, InstanceState, Policy, Sample, capacity_for_level, decide_
 pub const MAX_ACTIONS: usize = 1000;
 
 /// One applied scale_up or scale_down.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ReplayAction {
+    #[schema(value_type = String, format = DateTime)]
     pub timestamp: DateTime<Utc>,
     pub decision: Decision,
+    #[schema(
+        example = "Sustained scale up: CPU > 80% for 100.0% of last 5 minutes (Current: 93.00%)"
+    )]
     pub reason: String,
     pub level_before: i32,
     pub level_after: i32,
 }
 
 /// What the replayed policy did over the whole span.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ReplaySummary {
     pub scale_ups: u64,
     pub scale_downs: u64,
@@ -51,6 +56,7 @@ pub struct ReplaySummary {
     pub max_level_reached: i32,
     /// Whole seconds spent at each level (exact when `from`, `to` and the interval
     /// are whole seconds).
+    #[schema(value_type = BTreeMap<String, i64>, example = json!({"1": 86000, "2": 400}))]
     pub seconds_at_level: BTreeMap<i32, i64>,
     /// Σ capacity_for_level(level) / 100 × hours spent at the level.
     pub capacity_hours: f64,

@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use serde_json::json;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -161,6 +161,76 @@ impl TryFrom<PackedMetric> for MetricRow {
 
 fn decode_error(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
     StoreError::Other(sqlx::Error::Decode(e.into()))
+}
+
+/// Samples a history page holds.
+const HISTORY_PAGE: usize = 4096;
+
+/// Where a history page starts: after the sample at `ts` with id `id` (`None`:
+/// after every sample at `ts`).
+struct HistoryCursor {
+    ts: i64,
+    id: Option<String>,
+}
+
+/// A history sample as [`SqliteStore::history_page`] packs it: id, ts, cpu,
+/// memory, network in and out, is_outlier.
+type PackedSample = (
+    String,
+    i64,
+    PackedReal,
+    Option<PackedReal>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+);
+
+impl SqliteStore {
+    /// The next [`HISTORY_PAGE`] samples after `cursor` up to `until`, oldest first
+    /// (ties by id).
+    async fn history_page(
+        &self,
+        instance: &str,
+        cursor: &HistoryCursor,
+        until: i64,
+    ) -> StoreResult<Vec<Sample>> {
+        // `id > NULL` is never true, so the first page starts strictly after `ts`.
+        let (page,): (String,) = sqlx::query_as(concat!(
+            "SELECT json_group_array(json_array(id, ts, ",
+            packed_real!("cpu_utilization"),
+            ", ",
+            packed_real!("memory_usage"),
+            ", network_in, network_out, is_outlier))
+             FROM (SELECT * FROM metrics
+                   WHERE instance = ?1 AND ts >= ?2 AND ts <= ?4 AND (ts > ?2 OR id > ?3)
+                   ORDER BY ts, id LIMIT ?5 + 0)"
+        ))
+        .bind(instance)
+        .bind(cursor.ts)
+        .bind(cursor.id.as_deref())
+        .bind(until)
+        .bind(HISTORY_PAGE as i64)
+        .fetch_one(&self.pool)
+        .await?;
+        let mut packed: Vec<PackedSample> = serde_json::from_str(&page).map_err(decode_error)?;
+        // An aggregate's input order is unspecified in SQL (see `metrics_page_owned`).
+        packed.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        packed
+            .into_iter()
+            .map(|(id, ts, cpu, memory, net_in, net_out, is_outlier)| {
+                Ok(Sample {
+                    id: uuid(&id)?,
+                    timestamp: DateTime::from_timestamp_micros(ts)
+                        .ok_or_else(|| decode_error("time"))?,
+                    cpu: cpu.value()?,
+                    memory: memory.map(PackedReal::value).transpose()?,
+                    network_in: net_in.map(|v| v as f64),
+                    network_out: net_out.map(|v| v as f64),
+                    is_outlier: is_outlier != 0,
+                })
+            })
+            .collect()
+    }
 }
 
 /// A window sample: position of its instance in the batch, id, ts, cpu, memory,
@@ -367,27 +437,33 @@ impl Store for SqliteStore {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> BoxStream<'_, StoreResult<Sample>> {
-        sqlx::query_as::<_, WindowRow>(
-            "SELECT 0, id, ts, cpu_utilization, memory_usage, network_in, network_out, is_outlier
-             FROM metrics WHERE instance = ?1 AND ts > ?2 AND ts <= ?3
-             ORDER BY ts, id",
-        )
-        .bind(instance.to_string())
-        .bind(micros(since))
-        .bind(micros(until))
-        .fetch(&self.pool)
-        .map(|row| {
-            let (_, id, ts, cpu, memory, net_in, net_out, is_outlier) = row?;
-            Ok(Sample {
-                id: id.0,
-                timestamp: ts.0,
-                cpu,
-                memory,
-                network_in: net_in.map(|v| v as f64),
-                network_out: net_out.map(|v| v as f64),
-                is_outlier,
-            })
+        // Read page by page, each packed into one JSON text, for the same reason as
+        // the metrics page (sqlx's per-row handover was most of a month's backtest);
+        // the key of the last sample read is where the next page starts.
+        let instance = instance.to_string();
+        let until = micros(until);
+        let first = HistoryCursor {
+            ts: micros(since),
+            id: None,
+        };
+        futures::stream::try_unfold(Some(first), move |cursor| {
+            let instance = instance.clone();
+            async move {
+                let Some(cursor) = cursor else {
+                    return StoreResult::Ok(None);
+                };
+                let page = self.history_page(&instance, &cursor, until).await?;
+                let next = (page.len() == HISTORY_PAGE).then(|| HistoryCursor {
+                    ts: page[page.len() - 1].timestamp.timestamp_micros(),
+                    id: Some(page[page.len() - 1].id.to_string()),
+                });
+                Ok(Some((
+                    futures::stream::iter(page.into_iter().map(StoreResult::Ok)),
+                    next,
+                )))
+            }
         })
+        .try_flatten()
         .boxed()
     }
 

@@ -449,3 +449,48 @@ on_both_databases! {
         assert_eq!(decisions.len(), 40);
     }
 }
+
+on_both_databases! {
+    async fn history_reads_the_span_oldest_first_across_pages(app) {
+        use futures::TryStreamExt;
+        let store = app.store.as_ref();
+        let alice = user(store, "alice@example.com").await;
+        let id = instance(store, alice, "mock-history").await;
+        let other = instance(store, alice, "mock-other").await;
+        let t0 = now() - TimeDelta::days(1);
+        // Three samples a second, so that a page's end (SQLite reads 4,096 at a time)
+        // falls between two samples of one second; every other cpu is a value the
+        // packed read sends as text rather than as a scaled integer.
+        let mut stored = Vec::new();
+        for chunk in (0..9_000i64).collect::<Vec<_>>().chunks(1_000) {
+            let batch: Vec<NewMetric> = chunk
+                .iter()
+                .map(|&i| {
+                    let cpu = if i % 2 == 0 { 40.0 } else { 40.0 + i as f64 / 7.0 };
+                    metric(id, t0 + TimeDelta::seconds(i / 3), cpu)
+                })
+                .collect();
+            stored.extend(store.insert_metrics(&batch).await.unwrap());
+        }
+        store.insert_metrics(&[metric(other, t0 + TimeDelta::seconds(10), 99.0)]).await.unwrap();
+
+        // (since, until]: the first second's three samples and the last second's are out.
+        let (since, until) = (t0, t0 + TimeDelta::seconds(2_998));
+        let read: Vec<_> = store.history(id, since, until).try_collect().await.unwrap();
+        let mut expected: Vec<_> =
+            stored.iter().filter(|m| m.timestamp > since && m.timestamp <= until).collect();
+        expected.sort_by_key(|m| (m.timestamp, m.id));
+        assert_eq!(read.len(), 8_994);
+        assert_eq!(expected.len(), 8_994);
+        for (sample, m) in read.iter().zip(expected) {
+            assert_eq!(
+                (sample.id, sample.timestamp, sample.cpu, sample.memory),
+                (m.id, m.timestamp, m.cpu_utilization, m.memory_usage)
+            );
+            assert_eq!(
+                (sample.network_in, sample.network_out, sample.is_outlier),
+                (m.network_in.map(|v| v as f64), m.network_out.map(|v| v as f64), false)
+            );
+        }
+    }
+}
