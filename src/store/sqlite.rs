@@ -173,18 +173,6 @@ struct HistoryCursor {
     id: Option<String>,
 }
 
-/// A history sample as [`SqliteStore::history_page`] packs it: id, ts, cpu,
-/// memory, network in and out, is_outlier.
-type PackedSample = (
-    String,
-    i64,
-    PackedReal,
-    Option<PackedReal>,
-    Option<i64>,
-    Option<i64>,
-    i64,
-);
-
 impl SqliteStore {
     /// The next [`HISTORY_PAGE`] samples after `cursor` up to `until`, oldest first
     /// (ties by id).
@@ -196,11 +184,11 @@ impl SqliteStore {
     ) -> StoreResult<Vec<Sample>> {
         // `id > NULL` is never true, so the first page starts strictly after `ts`.
         let (page,): (String,) = sqlx::query_as(concat!(
-            "SELECT json_group_array(json_array(id, ts, ",
+            "SELECT json_group_array(json_array(id, instance, ts, ",
             packed_real!("cpu_utilization"),
             ", ",
             packed_real!("memory_usage"),
-            ", network_in, network_out, is_outlier))
+            ", network_in, network_out, is_outlier, outlier_type))
              FROM (SELECT * FROM metrics
                    WHERE instance = ?1 AND ts >= ?2 AND ts <= ?4 AND (ts > ?2 OR id > ?3)
                    ORDER BY ts, id LIMIT ?5 + 0)"
@@ -212,21 +200,21 @@ impl SqliteStore {
         .bind(HISTORY_PAGE as i64)
         .fetch_one(&self.pool)
         .await?;
-        let mut packed: Vec<PackedSample> = serde_json::from_str(&page).map_err(decode_error)?;
+        let mut packed: Vec<PackedMetric> = serde_json::from_str(&page).map_err(decode_error)?;
         // An aggregate's input order is unspecified in SQL (see `metrics_page_owned`).
-        packed.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        packed.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
         packed
             .into_iter()
-            .map(|(id, ts, cpu, memory, net_in, net_out, is_outlier)| {
+            .map(|p| {
+                let m = MetricRow::try_from(p)?;
                 Ok(Sample {
-                    id: uuid(&id)?,
-                    timestamp: DateTime::from_timestamp_micros(ts)
-                        .ok_or_else(|| decode_error("time"))?,
-                    cpu: cpu.value()?,
-                    memory: memory.map(PackedReal::value).transpose()?,
-                    network_in: net_in.map(|v| v as f64),
-                    network_out: net_out.map(|v| v as f64),
-                    is_outlier: is_outlier != 0,
+                    id: m.id.0,
+                    timestamp: m.ts.0,
+                    cpu: m.cpu_utilization,
+                    memory: m.memory_usage,
+                    network_in: m.network_in.map(|v| v as f64),
+                    network_out: m.network_out.map(|v| v as f64),
+                    is_outlier: m.is_outlier,
                 })
             })
             .collect()
