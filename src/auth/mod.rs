@@ -15,10 +15,24 @@ use uuid::Uuid;
 /// How long an issued token is valid.
 pub const TOKEN_LIFETIME: TimeDelta = TimeDelta::hours(24);
 
+/// Hashes a password with argon2id (see [`hash_password_blocking`]) on a blocking
+/// thread, so the runtime's workers stay free while it runs.
+pub async fn hash_password(password: String) -> anyhow::Result<String> {
+    tokio::task::spawn_blocking(move || hash_password_blocking(&password)).await?
+}
+
+/// Checks a password (see [`verify_password_blocking`]) on a blocking thread.
+pub async fn verify_password(password: String, stored: Option<String>) -> anyhow::Result<bool> {
+    Ok(
+        tokio::task::spawn_blocking(move || verify_password_blocking(&password, stored.as_deref()))
+            .await?,
+    )
+}
+
 /// Hashes a password with argon2id at the crate's defaults, which are OWASP's
-/// recommended parameters (19 MiB, 2 passes, 1 lane). CPU-heavy: call it through
-/// `spawn_blocking`.
-pub fn hash_password(password: &str) -> anyhow::Result<String> {
+/// recommended parameters (19 MiB, 2 passes, 1 lane). CPU-heavy: tens of
+/// milliseconds.
+pub fn hash_password_blocking(password: &str) -> anyhow::Result<String> {
     let hash: PasswordHash = Argon2::default()
         .hash_password(password.as_bytes())
         .map_err(|e| anyhow::anyhow!("hashing a password failed: {e}"))?;
@@ -28,12 +42,13 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 /// A hash of a password nobody has, verified against when an email is unknown so a
 /// failed login takes as long whether or not the account exists.
 static FALLBACK_HASH: LazyLock<String> = LazyLock::new(|| {
-    hash_password("not-a-real-password: timing equaliser").expect("argon2 with default params")
+    hash_password_blocking("not-a-real-password: timing equaliser")
+        .expect("argon2 with default params")
 });
 
 /// Checks `password` against a stored hash, or against the fallback hash when there
-/// is no account (and then always fails). CPU-heavy: call it through `spawn_blocking`.
-pub fn verify_password(password: &str, stored: Option<&str>) -> bool {
+/// is no account (and then always fails). CPU-heavy, as hashing is.
+pub fn verify_password_blocking(password: &str, stored: Option<&str>) -> bool {
     let hash = stored.unwrap_or(FALLBACK_HASH.as_str());
     let ok = Argon2::default()
         .verify_password(password.as_bytes(), hash)
@@ -127,14 +142,14 @@ mod tests {
 
     #[test]
     fn a_password_verifies_only_against_its_own_hash() {
-        let hash = hash_password("correct horse").unwrap();
+        let hash = hash_password_blocking("correct horse").unwrap();
         assert!(
             hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{hash}"
         );
-        assert!(verify_password("correct horse", Some(&hash)));
-        assert!(!verify_password("wrong horse", Some(&hash)));
-        assert!(!verify_password("correct horse", None));
+        assert!(verify_password_blocking("correct horse", Some(&hash)));
+        assert!(!verify_password_blocking("wrong horse", Some(&hash)));
+        assert!(!verify_password_blocking("correct horse", None));
     }
 
     #[test]

@@ -122,10 +122,8 @@ pub async fn register(
     if state.store.user_by_email(&creds.email).await?.is_some() {
         return Err(ApiError::email_taken());
     }
-    let password = creds.password;
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+    let hash = auth::hash_password(creds.password)
         .await
-        .map_err(|e| ApiError::Internal(e.into()))?
         .map_err(ApiError::Internal)?;
     let user = state
         .store
@@ -181,10 +179,9 @@ pub async fn login(
     let user = state.store.user_by_email(&email).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     // Unknown emails are checked against a fallback hash: same cost, same answer.
-    let ok =
-        tokio::task::spawn_blocking(move || auth::verify_password(&password, stored.as_deref()))
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?;
+    let ok = auth::verify_password(password, stored)
+        .await
+        .map_err(ApiError::Internal)?;
     let user = match (ok, user) {
         (true, Some(user)) => user,
         _ => {
