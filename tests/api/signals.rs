@@ -20,8 +20,28 @@ struct Sample {
     value: f64,
 }
 
+/// Installs Prometheus's own Python client (its exposition parser) from PyPI when the
+/// machine lacks it, once per test run, so that `cargo test` alone passes on a new machine.
+static PARSER: std::sync::LazyLock<()> = std::sync::LazyLock::new(|| {
+    let present = |python: &mut Command| {
+        python
+            .args(["-c", "import prometheus_client"])
+            .stderr(Stdio::null())
+            .status()
+    };
+    if present(&mut Command::new("python3")).is_ok_and(|s| s.success()) {
+        return;
+    }
+    let installed = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "prometheus-client"])
+        .status()
+        .expect("python3 runs");
+    assert!(installed.success(), "pip install prometheus-client failed");
+});
+
 /// Parses an exposition with `prometheus_client.parser.text_string_to_metric_families`.
 fn parse(text: &str) -> Vec<Sample> {
+    std::sync::LazyLock::force(&PARSER);
     const SCRIPT: &str = r#"
 import json, sys
 from prometheus_client.parser import text_string_to_metric_families
