@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::{ScalingCandidate, SeriesBucket, SeriesDecision};
 use crate::collect::{CollectTarget, SourceKind};
 use crate::model::{DecisionRecord, Instance, Metric, OutlierType, User, Webhook, WebhookDelivery};
-use crate::scaling::Decision;
+use crate::scaling::{Decision, Sample};
 
 /// An id column: `uuid` on PostgreSQL, its hyphenated text on SQLite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +226,21 @@ impl From<MetricRow> for Metric {
             network_out: r.network_out,
             is_outlier: r.is_outlier,
             outlier_type: r.outlier_type.as_deref().and_then(OutlierType::parse),
+        }
+    }
+}
+
+impl MetricRow {
+    /// The row as the engine reads it.
+    pub fn sample(self) -> Sample {
+        Sample {
+            id: self.id.0,
+            timestamp: self.ts.0,
+            cpu: self.cpu_utilization,
+            memory: self.memory_usage,
+            network_in: self.network_in.map(|v| v as f64),
+            network_out: self.network_out.map(|v| v as f64),
+            is_outlier: self.is_outlier,
         }
     }
 }

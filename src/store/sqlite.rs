@@ -205,18 +205,7 @@ impl SqliteStore {
         packed.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
         packed
             .into_iter()
-            .map(|p| {
-                let m = MetricRow::try_from(p)?;
-                Ok(Sample {
-                    id: m.id.0,
-                    timestamp: m.ts.0,
-                    cpu: m.cpu_utilization,
-                    memory: m.memory_usage,
-                    network_in: m.network_in.map(|v| v as f64),
-                    network_out: m.network_out.map(|v| v as f64),
-                    is_outlier: m.is_outlier,
-                })
-            })
+            .map(|p| MetricRow::try_from(p).map(MetricRow::sample))
             .collect()
     }
 }
@@ -441,10 +430,14 @@ impl Store for SqliteStore {
                     return StoreResult::Ok(None);
                 };
                 let page = self.history_page(&instance, &cursor, until).await?;
-                let next = (page.len() == HISTORY_PAGE).then(|| HistoryCursor {
-                    ts: page[page.len() - 1].timestamp.timestamp_micros(),
-                    id: Some(page[page.len() - 1].id.to_string()),
-                });
+                // A short page is the last one.
+                let next = page
+                    .last()
+                    .filter(|_| page.len() == HISTORY_PAGE)
+                    .map(|last| HistoryCursor {
+                        ts: last.timestamp.timestamp_micros(),
+                        id: Some(last.id.to_string()),
+                    });
                 Ok(Some((
                     futures::stream::iter(page.into_iter().map(StoreResult::Ok)),
                     next,

@@ -23,13 +23,11 @@ struct Sample {
 /// Installs Prometheus's own Python client (its exposition parser) from PyPI when the
 /// machine lacks it, once per test run, so that `cargo test` alone passes on a new machine.
 static PARSER: std::sync::LazyLock<()> = std::sync::LazyLock::new(|| {
-    let present = |python: &mut Command| {
-        python
-            .args(["-c", "import prometheus_client"])
-            .stderr(Stdio::null())
-            .status()
-    };
-    if present(&mut Command::new("python3")).is_ok_and(|s| s.success()) {
+    let present = Command::new("python3")
+        .args(["-c", "import prometheus_client"])
+        .stderr(Stdio::null())
+        .status();
+    if present.is_ok_and(|s| s.success()) {
         return;
     }
     let installed = Command::new("python3")
