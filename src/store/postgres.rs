@@ -306,6 +306,29 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// The page of instance `instance`'s list that `sql` (a `page_query!` with the
+    /// instance's id as `$3`) reads; no such instance reads as an empty page.
+    async fn page_by_id<R, T>(
+        &self,
+        sql: &'static str,
+        instance: Uuid,
+        page: PageRequest,
+    ) -> StoreResult<Page<T>>
+    where
+        R: PageItem + Send + Unpin,
+        T: From<R>,
+    {
+        let rows: Vec<PageRow<R>> = sqlx::query_as(sql)
+            .bind(page.limit)
+            .bind(page.offset)
+            .bind(instance)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(PageRow::collect(rows).unwrap_or_default())
+    }
+}
+
 /// Connection options for `url`. A server on this host is reached without TLS unless
 /// the URL asks for it (`sslmode=...`): encryption buys nothing on loopback, and
 /// sqlx 0.9.0 does not set TCP_NODELAY, so over TLS every statement larger than one
@@ -323,6 +346,28 @@ fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
     } else {
         options
     })
+}
+
+/// The paged read of one instance's `$table`, newest first, as [`PageRow`]s: `$1`
+/// is the page's limit and `$2` its offset, and the instance row `i` that `$instance`
+/// picks gives the total from its `$count` column (no such instance: no row). A
+/// macro because sqlx takes only `&'static str` SQL.
+macro_rules! page_query {
+    ($count:literal, $columns:expr, $table:literal, $instance:literal) => {
+        concat!(
+            "SELECT i.",
+            $count,
+            ", e.* FROM instances i
+             LEFT JOIN LATERAL (SELECT ",
+            $columns,
+            " FROM ",
+            $table,
+            " WHERE instance = i.id
+                 ORDER BY ts DESC, id DESC LIMIT $1 OFFSET $2) AS e ON true
+             WHERE ",
+            $instance
+        )
+    };
 }
 
 /// A row of a paged read: the list's total (column 0), then one entry's columns
@@ -698,20 +743,12 @@ impl Store for PostgresStore {
     }
 
     async fn metrics_page(&self, instance: Uuid, page: PageRequest) -> StoreResult<Page<Metric>> {
-        let rows: Vec<PageRow<MetricRow>> = sqlx::query_as(concat!(
-            "SELECT i.metric_count, m.* FROM instances i
-             LEFT JOIN LATERAL (SELECT ",
-            metric_columns!(),
-            " FROM metrics WHERE instance = i.id
-                 ORDER BY ts DESC, id DESC LIMIT $2 OFFSET $3) AS m ON true
-             WHERE i.id = $1"
-        ))
-        .bind(instance)
-        .bind(page.limit)
-        .bind(page.offset)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(PageRow::collect(rows).unwrap_or_default())
+        self.page_by_id::<MetricRow, _>(
+            page_query!("metric_count", metric_columns!(), "metrics", "i.id = $3"),
+            instance,
+            page,
+        )
+        .await
     }
 
     async fn metrics_page_owned(
@@ -720,18 +757,16 @@ impl Store for PostgresStore {
         instance_id: &str,
         page: PageRequest,
     ) -> StoreResult<Owned<Page<Metric>>> {
-        let rows: Vec<PageRow<MetricRow>> = sqlx::query_as(concat!(
-            "SELECT i.metric_count, m.* FROM instances i
-             LEFT JOIN LATERAL (SELECT ",
+        let rows: Vec<PageRow<MetricRow>> = sqlx::query_as(page_query!(
+            "metric_count",
             metric_columns!(),
-            " FROM metrics WHERE instance = i.id
-                 ORDER BY ts DESC, id DESC LIMIT $3 OFFSET $4) AS m ON true
-             WHERE i.instance_id = $1 AND i.user_id = $2"
+            "metrics",
+            "i.instance_id = $3 AND i.user_id = $4"
         ))
-        .bind(instance_id)
-        .bind(user)
         .bind(page.limit)
         .bind(page.offset)
+        .bind(instance_id)
+        .bind(user)
         .fetch_all(&self.pool)
         .await?;
         // A user's instances go with the user (ON DELETE CASCADE, always enforced
@@ -748,20 +783,17 @@ impl Store for PostgresStore {
         instance: Uuid,
         page: PageRequest,
     ) -> StoreResult<Page<DecisionRecord>> {
-        let rows: Vec<PageRow<DecisionRow>> = sqlx::query_as(concat!(
-            "SELECT i.decision_count, d.* FROM instances i
-             LEFT JOIN LATERAL (SELECT ",
-            decision_columns!(),
-            " FROM scaling_decisions WHERE instance = i.id
-                 ORDER BY ts DESC, id DESC LIMIT $2 OFFSET $3) AS d ON true
-             WHERE i.id = $1"
-        ))
-        .bind(instance)
-        .bind(page.limit)
-        .bind(page.offset)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(PageRow::collect(rows).unwrap_or_default())
+        self.page_by_id::<DecisionRow, _>(
+            page_query!(
+                "decision_count",
+                decision_columns!(),
+                "scaling_decisions",
+                "i.id = $3"
+            ),
+            instance,
+            page,
+        )
+        .await
     }
 
     async fn claim_collection(&self, slot: i64, limit: i64) -> StoreResult<Vec<CollectTarget>> {

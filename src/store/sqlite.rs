@@ -208,6 +208,42 @@ impl SqliteStore {
             .map(|p| MetricRow::try_from(p).map(MetricRow::sample))
             .collect()
     }
+
+    /// A page of instance `instance`'s list with its total, in one transaction (one
+    /// snapshot): `total_sql` reads the total off the instance row (`?1` its id),
+    /// `rows_sql` the page (`?2` the limit, `?3` the offset). No such instance reads
+    /// as an empty page.
+    async fn page_by_id<R, T>(
+        &self,
+        total_sql: &'static str,
+        rows_sql: &'static str,
+        instance: Uuid,
+        page: PageRequest,
+    ) -> StoreResult<Page<T>>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+        T: From<R>,
+    {
+        let mut tx = self.pool.begin().await?;
+        let total: Option<(i64,)> = sqlx::query_as(total_sql)
+            .bind(instance.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let rows: Vec<R> = sqlx::query_as(rows_sql)
+            .bind(instance.to_string())
+            .bind(page.limit)
+            .bind(page.offset)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(match total {
+            Some((total,)) => Page {
+                items: convert(rows),
+                total,
+            },
+            None => Page::default(),
+        })
+    }
 }
 
 /// A window sample: position of its instance in the batch, id, ts, cpu, memory,
@@ -501,30 +537,17 @@ impl Store for SqliteStore {
     }
 
     async fn metrics_page(&self, instance: Uuid, page: PageRequest) -> StoreResult<Page<Metric>> {
-        let mut tx = self.pool.begin().await?;
-        let total: Option<(i64,)> =
-            sqlx::query_as("SELECT metric_count FROM instances WHERE id = ?1")
-                .bind(instance.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let rows: Vec<MetricRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            metric_columns!(),
-            " FROM metrics WHERE instance = ?1 ORDER BY ts DESC, id DESC LIMIT ?2 + 0 OFFSET ?3 + 0"
-        ))
-        .bind(instance.to_string())
-        .bind(page.limit)
-        .bind(page.offset)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(match total {
-            Some((total,)) => Page {
-                items: convert(rows),
-                total,
-            },
-            None => Page::default(),
-        })
+        self.page_by_id::<MetricRow, _>(
+            "SELECT metric_count FROM instances WHERE id = ?1",
+            concat!(
+                "SELECT ",
+                metric_columns!(),
+                " FROM metrics WHERE instance = ?1 ORDER BY ts DESC, id DESC LIMIT ?2 + 0 OFFSET ?3 + 0"
+            ),
+            instance,
+            page,
+        )
+        .await
     }
 
     async fn metrics_page_owned(
@@ -581,31 +604,18 @@ impl Store for SqliteStore {
         instance: Uuid,
         page: PageRequest,
     ) -> StoreResult<Page<DecisionRecord>> {
-        let mut tx = self.pool.begin().await?;
-        let total: Option<(i64,)> =
-            sqlx::query_as("SELECT decision_count FROM instances WHERE id = ?1")
-                .bind(instance.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let rows: Vec<DecisionRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            decision_columns!(),
-            " FROM scaling_decisions WHERE instance = ?1
-              ORDER BY ts DESC, id DESC LIMIT ?2 + 0 OFFSET ?3 + 0"
-        ))
-        .bind(instance.to_string())
-        .bind(page.limit)
-        .bind(page.offset)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(match total {
-            Some((total,)) => Page {
-                items: convert(rows),
-                total,
-            },
-            None => Page::default(),
-        })
+        self.page_by_id::<DecisionRow, _>(
+            "SELECT decision_count FROM instances WHERE id = ?1",
+            concat!(
+                "SELECT ",
+                decision_columns!(),
+                " FROM scaling_decisions WHERE instance = ?1
+                  ORDER BY ts DESC, id DESC LIMIT ?2 + 0 OFFSET ?3 + 0"
+            ),
+            instance,
+            page,
+        )
+        .await
     }
 
     async fn claim_collection(&self, slot: i64, limit: i64) -> StoreResult<Vec<CollectTarget>> {
