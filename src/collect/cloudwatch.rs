@@ -622,6 +622,19 @@ mod tests {
         CloudWatchSource::with_client(mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [rule]))
     }
 
+    /// A source whose us-east-1 client answers by `east` and every other region's
+    /// by `elsewhere`.
+    fn two_region_source(east: Rule, elsewhere: Rule) -> CloudWatchSource {
+        CloudWatchSource::with_client_factory(move |region| {
+            let rule = if region == "us-east-1" {
+                &east
+            } else {
+                &elsewhere
+            };
+            mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [rule])
+        })
+    }
+
     #[test]
     fn series_are_combined_by_timestamp_oldest_first() {
         let instance = Uuid::new_v4();
@@ -910,15 +923,7 @@ mod tests {
             "CPUUtilization",
             &[(at(12, 1, 0), 2.0)],
         )]));
-        let rules = (east.clone(), west.clone());
-        let source = CloudWatchSource::with_client_factory(move |region| {
-            let rule = if region == "us-east-1" {
-                &rules.0
-            } else {
-                &rules.1
-            };
-            mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [rule])
-        });
+        let source = two_region_source(east.clone(), west.clone());
         let targets = [
             target("i-east", "us-east-1", None),
             target("i-west", "eu-west-1", None),
@@ -966,15 +971,7 @@ mod tests {
             "CPUUtilization",
             &[(at(12, 1, 0), 2.0)],
         )]));
-        let rules = (failing.clone(), working);
-        let source = CloudWatchSource::with_client_factory(move |region| {
-            let rule = if region == "us-east-1" {
-                &rules.0
-            } else {
-                &rules.1
-            };
-            mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [rule])
-        });
+        let source = two_region_source(failing.clone(), working);
         let targets = [
             target("i-a", "us-east-1", None),
             target("i-west", "eu-west-1", None),
