@@ -232,6 +232,34 @@ struct ClaimCursor {
     from: Uuid,
 }
 
+/// The statements of a claim (see `PostgresStore::claim`) of the monitored
+/// instances whose `$slot` column is behind the slot `$1`: the UPDATE that takes up
+/// to `$2` of them, from id `$3` on, returning `$returning`, and the check whether
+/// any is still due. A macro because sqlx takes only `&'static str` SQL.
+macro_rules! claim_statements {
+    ($slot:literal, $returning:literal) => {
+        (
+            concat!(
+                "UPDATE instances SET ",
+                $slot,
+                " = $1
+                 WHERE id = ANY(ARRAY(SELECT id FROM instances
+                                      WHERE id >= $3 AND is_monitoring AND ",
+                $slot,
+                " < $1
+                                      ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED))
+                 RETURNING ",
+                $returning
+            ),
+            concat!(
+                "SELECT EXISTS (SELECT 1 FROM instances WHERE is_monitoring AND ",
+                $slot,
+                " < $1)"
+            ),
+        )
+    };
+}
+
 impl PostgresStore {
     /// Connects and applies the migrations in `migrations/postgres`.
     pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<Self> {
@@ -247,15 +275,15 @@ impl PostgresStore {
         })
     }
 
-    /// Runs a claim statement (`$1` slot, `$2` limit, `$3` the lowest id to take)
-    /// from this process's cursor for `slot`. When nothing is left past the cursor
-    /// it looks once more from the lowest id, for rows that other replicas held
-    /// locked when it passed them and then released unclaimed (or that appeared
-    /// behind it), so a claim comes back empty only when no row is left to claim.
+    /// Runs a claim statement (`$1` slot, `$2` limit, `$3` the lowest id to take;
+    /// see `claim_statements!`) from this process's cursor for `slot`. When nothing
+    /// is left past the cursor it looks once more from the lowest id, for rows that
+    /// other replicas held locked when it passed them and then released unclaimed
+    /// (or that appeared behind it), so a claim comes back empty only when no row is
+    /// left to claim.
     async fn claim<R>(
         &self,
-        sql: &'static str,
-        due_sql: &'static str,
+        (sql, due_sql): (&'static str, &'static str),
         job: fn(&mut Cursors) -> &mut ClaimCursor,
         slot: i64,
         limit: i64,
@@ -801,12 +829,10 @@ impl Store for PostgresStore {
         // (`id IN (subquery)` became a semi-join over the whole table).
         let rows: Vec<CollectRow> = self
             .claim(
-                "UPDATE instances SET collect_slot = $1
-                 WHERE id = ANY(ARRAY(SELECT id FROM instances
-                                      WHERE id >= $3 AND is_monitoring AND collect_slot < $1
-                                      ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED))
-                 RETURNING id, instance_id, region, is_mock, last_collected_at",
-                "SELECT EXISTS (SELECT 1 FROM instances WHERE is_monitoring AND collect_slot < $1)",
+                claim_statements!(
+                    "collect_slot",
+                    "id, instance_id, region, is_mock, last_collected_at"
+                ),
                 |c| &mut c.collect,
                 slot,
                 limit,
@@ -856,13 +882,11 @@ impl Store for PostgresStore {
     async fn claim_scaling(&self, slot: i64, limit: i64) -> StoreResult<Vec<ScalingCandidate>> {
         let rows: Vec<ScaleRow> = self
             .claim(
-                "UPDATE instances SET scale_slot = $1
-                 WHERE id = ANY(ARRAY(SELECT id FROM instances
-                                      WHERE id >= $3 AND is_monitoring AND scale_slot < $1
-                                      ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED))
-                 RETURNING id, scale_level, last_action_at, last_decision, policy,
-                           recommended_level, recommended_action_at",
-                "SELECT EXISTS (SELECT 1 FROM instances WHERE is_monitoring AND scale_slot < $1)",
+                claim_statements!(
+                    "scale_slot",
+                    "id, scale_level, last_action_at, last_decision, policy,
+                     recommended_level, recommended_action_at"
+                ),
                 |c| &mut c.scale,
                 slot,
                 limit,
