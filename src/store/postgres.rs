@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
 use uuid::Uuid;
 
 use super::row::{
-    self, CollectRow, DecisionRow, DeliveryRow, InstanceRow, MetricRow, ScaleRow,
+    self, CollectRow, DecisionRow, DeliveryRow, DueRow, InstanceRow, MetricRow, ScaleRow,
     SeriesDecisionRow, SeriesRow, UserRow, WebhookRow,
 };
 use super::{
@@ -1265,7 +1265,7 @@ impl Store for PostgresStore {
         lease_until: DateTime<Utc>,
         limit: i64,
     ) -> StoreResult<Vec<DueEvent>> {
-        let rows: Vec<(Uuid, String, String, String, i32, DateTime<Utc>)> = sqlx::query_as(
+        let rows: Vec<DueRow> = sqlx::query_as(
             "WITH due AS (
                  SELECT id FROM webhook_events
                  WHERE status = 'pending' AND next_attempt_at <= $1
@@ -1281,17 +1281,7 @@ impl Store for PostgresStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, url, secret, payload, attempt, created_at)| DueEvent {
-                id,
-                url,
-                secret,
-                payload,
-                attempt,
-                created_at,
-            })
-            .collect())
+        Ok(rows.into_iter().map(row::due_event).collect())
     }
 
     async fn record_webhook_attempts(&self, attempts: &[DeliveryAttempt]) -> StoreResult<()> {

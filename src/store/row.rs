@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use super::{ScalingCandidate, SeriesBucket, SeriesDecision};
 use crate::collect::{CollectTarget, SourceKind};
-use crate::model::{DecisionRecord, Instance, Metric, OutlierType, User, Webhook, WebhookDelivery};
+use crate::model::{
+    DecisionRecord, DueEvent, Instance, Metric, OutlierType, User, Webhook, WebhookDelivery,
+};
 use crate::scaling::{Decision, Sample};
 
 /// An id column: `uuid` on PostgreSQL, its hyphenated text on SQLite.
@@ -428,5 +430,19 @@ impl From<DeliveryRow> for WebhookDelivery {
             delivered_at: time(r.delivered_at),
             created_at: r.created_at.0,
         }
+    }
+}
+
+/// What the webhook claim returns: id, url, secret, payload, attempts, created_at.
+pub(super) type DueRow = (Id, String, String, String, i32, Time);
+
+pub(super) fn due_event((id, url, secret, payload, attempt, created_at): DueRow) -> DueEvent {
+    DueEvent {
+        id: id.0,
+        url,
+        secret,
+        payload,
+        attempt,
+        created_at: created_at.0,
     }
 }

@@ -20,7 +20,7 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::row::{
-    self, CollectRow, DecisionRow, DeliveryRow, Id, InstanceRow, MetricRow, ScaleRow,
+    self, CollectRow, DecisionRow, DeliveryRow, DueRow, Id, InstanceRow, MetricRow, ScaleRow,
     SeriesDecisionRow, SeriesRow, Time, UserRow, WebhookRow,
 };
 use super::{
@@ -1107,7 +1107,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<DueEvent>> {
         // One process per SQLite file, and one writer at a time: the lease alone
         // keeps an event from being claimed twice for one attempt.
-        let rows: Vec<(Id, String, String, String, i32, Time)> = sqlx::query_as(
+        let rows: Vec<DueRow> = sqlx::query_as(
             "UPDATE webhook_events SET attempts = attempts + 1, next_attempt_at = ?2
              WHERE id IN (SELECT id FROM webhook_events
                           WHERE status = 'pending' AND next_attempt_at <= ?1
@@ -1122,17 +1122,7 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, url, secret, payload, attempt, created_at)| DueEvent {
-                id: id.0,
-                url,
-                secret,
-                payload,
-                attempt,
-                created_at: created_at.0,
-            })
-            .collect())
+        Ok(rows.into_iter().map(row::due_event).collect())
     }
 
     async fn record_webhook_attempts(&self, attempts: &[DeliveryAttempt]) -> StoreResult<()> {
