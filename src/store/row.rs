@@ -6,8 +6,8 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::error::BoxDynError;
-use sqlx::postgres::{PgTypeInfo, PgValueRef, Postgres};
-use sqlx::sqlite::{Sqlite, SqliteTypeInfo, SqliteValueRef};
+use sqlx::postgres::{PgRow, PgTypeInfo, PgValueRef, Postgres};
+use sqlx::sqlite::{Sqlite, SqliteRow, SqliteTypeInfo, SqliteValueRef};
 use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
@@ -169,20 +169,16 @@ pub(super) struct MetricRow {
 /// check (the columns' types are fixed by the migrations, and a mismatch is still a
 /// decode error): the metrics read decodes a hundred rows per request, and looking
 /// each column up by name and checking its type was a sixth of the server's
-/// instructions for it on PostgreSQL (BENCHMARKS.md, "GET metrics").
-impl<'r, R> sqlx::FromRow<'r, R> for MetricRow
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    Id: Decode<'r, R::Database>,
-    Time: Decode<'r, R::Database>,
-    f64: Decode<'r, R::Database>,
-    Option<f64>: Decode<'r, R::Database>,
-    Option<i64>: Decode<'r, R::Database>,
-    bool: Decode<'r, R::Database>,
-    Option<String>: Decode<'r, R::Database>,
-{
-    fn from_row(row: &'r R) -> sqlx::Result<Self> {
+/// instructions for it on PostgreSQL (BENCHMARKS.md, "GET metrics"). One impl per
+/// backend, so the column types' bounds are written once, on [`MetricRow::at`].
+impl sqlx::FromRow<'_, PgRow> for MetricRow {
+    fn from_row(row: &PgRow) -> sqlx::Result<Self> {
+        MetricRow::at(row, 0)
+    }
+}
+
+impl sqlx::FromRow<'_, SqliteRow> for MetricRow {
+    fn from_row(row: &SqliteRow) -> sqlx::Result<Self> {
         MetricRow::at(row, 0)
     }
 }
