@@ -7,9 +7,10 @@
 //! `iqr_multiplier` (1.5). The policy's weights (CPU 2, memory 2, network in 1, network
 //! out 1) are summed and `votes_needed` (2) make an action, scale up winning ties.
 
-use super::{
-    Decision, OutlierType, Policy, Sample, Verdict, VoteWeights, Votes, Window, push_fmt, separate,
-};
+use std::fmt;
+
+use super::reason::Cause;
+use super::{Decision, OutlierType, Policy, Sample, Verdict, VoteWeights, Votes, Window};
 
 /// Fewest baseline values for a metric to vote: quartiles of fewer are noise.
 pub const MIN_BASELINE: usize = 4;
@@ -30,12 +31,12 @@ enum Floor {
     MedianShare(f64),
 }
 
-/// One voting metric.
+/// One voting metric. Percentages are fenced by points, byte counts by a share of
+/// the median (see [`Floor`]).
 struct Metric {
     name: &'static str,
     weight: fn(&VoteWeights) -> u32,
     value: fn(&Sample) -> Option<f64>,
-    floor: Floor,
     unit: Unit,
 }
 
@@ -45,35 +46,21 @@ enum Unit {
     Bytes,
 }
 
+impl Unit {
+    fn floor(self) -> Floor {
+        match self {
+            Unit::Percent => Floor::Points(5.0),
+            Unit::Bytes => Floor::MedianShare(0.05),
+        }
+    }
+}
+
+#[rustfmt::skip]
 const METRICS: [Metric; 4] = [
-    Metric {
-        name: "CPU",
-        weight: |w| w.cpu,
-        value: |s| Some(s.cpu),
-        floor: Floor::Points(5.0),
-        unit: Unit::Percent,
-    },
-    Metric {
-        name: "memory",
-        weight: |w| w.memory,
-        value: |s| s.memory,
-        floor: Floor::Points(5.0),
-        unit: Unit::Percent,
-    },
-    Metric {
-        name: "network in",
-        weight: |w| w.network_in,
-        value: |s| s.network_in,
-        floor: Floor::MedianShare(0.05),
-        unit: Unit::Bytes,
-    },
-    Metric {
-        name: "network out",
-        weight: |w| w.network_out,
-        value: |s| s.network_out,
-        floor: Floor::MedianShare(0.05),
-        unit: Unit::Bytes,
-    },
+    Metric { name: "CPU", weight: |w| w.cpu, value: |s| Some(s.cpu), unit: Unit::Percent },
+    Metric { name: "memory", weight: |w| w.memory, value: |s| s.memory, unit: Unit::Percent },
+    Metric { name: "network in", weight: |w| w.network_in, value: |s| s.network_in, unit: Unit::Bytes },
+    Metric { name: "network out", weight: |w| w.network_out, value: |s| s.network_out, unit: Unit::Bytes },
 ];
 
 /// Tukey fences of a baseline.
@@ -145,48 +132,48 @@ fn with_baseline<R>(win: &Window<'_>, metric: &Metric, f: impl FnOnce(&mut [f64]
 }
 
 /// One metric's vote, kept to explain the decision.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Ballot {
-    metric: usize,
     value: f64,
     up: bool,
     bound: f64,
 }
 
+/// The votes of the newest sample and what they decided, for its reason.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Outcome {
+    decision: Decision,
+    votes: Votes,
+    /// By position in [`METRICS`].
+    ballots: [Option<Ballot>; METRICS.len()],
+    any_baseline: bool,
+}
+
 /// Votes the newest sample of the window and decides.
 pub(super) fn evaluate(win: &Window<'_>, newest: &Sample, policy: &Policy) -> Verdict {
     let mut votes = Votes::default();
-    let mut ballots: [Option<Ballot>; METRICS.len()] = [None; METRICS.len()];
+    let mut ballots = [None; METRICS.len()];
     let mut any_baseline = false;
-    for (i, metric) in METRICS.iter().enumerate() {
+    for (metric, ballot) in METRICS.iter().zip(&mut ballots) {
         // A missing value casts no vote (and is in no baseline): unknown is not 0.
         let Some(value) = (metric.value)(newest) else {
             continue;
         };
         let Some(b) = with_baseline(win, metric, |values| {
-            bounds(values, metric.floor, policy.iqr_multiplier)
+            bounds(values, metric.unit.floor(), policy.iqr_multiplier)
         }) else {
             continue;
         };
-        let weight = (metric.weight)(&policy.weights);
         any_baseline = true;
-        if value > b.upper {
-            votes.up = votes.up.saturating_add(weight);
-            ballots[i] = Some(Ballot {
-                metric: i,
-                value,
-                up: true,
-                bound: b.upper,
-            });
+        let (up, bound, tally) = if value > b.upper {
+            (true, b.upper, &mut votes.up)
         } else if value < b.lower {
-            votes.down = votes.down.saturating_add(weight);
-            ballots[i] = Some(Ballot {
-                metric: i,
-                value,
-                up: false,
-                bound: b.lower,
-            });
-        }
+            (false, b.lower, &mut votes.down)
+        } else {
+            continue;
+        };
+        *tally = tally.saturating_add((metric.weight)(&policy.weights));
+        *ballot = Some(Ballot { value, up, bound });
     }
 
     let (decision, outlier_type) = if votes.up >= policy.votes_needed {
@@ -196,79 +183,72 @@ pub(super) fn evaluate(win: &Window<'_>, newest: &Sample, policy: &Policy) -> Ve
     } else {
         (Decision::NoAction, None)
     };
-
-    let mut reason = String::with_capacity(160);
-    match decision {
-        Decision::ScaleUp => push_fmt(
-            &mut reason,
-            format_args!(
-                "IQR outlier: {} votes to scale up, {} to scale down",
-                votes.up, votes.down
-            ),
-        ),
-        Decision::ScaleDown => push_fmt(
-            &mut reason,
-            format_args!(
-                "IQR outlier: {} votes to scale down, {} to scale up",
-                votes.down, votes.up
-            ),
-        ),
-        Decision::NoAction => push_fmt(
-            &mut reason,
-            format_args!(
-                "Within normal range: {} up / {} down votes",
-                votes.up, votes.down
-            ),
-        ),
-    }
-    if ballots.iter().any(Option::is_some) {
-        reason.push_str(" (");
-        let mut first = true;
-        for ballot in ballots.iter().flatten() {
-            separate(&mut reason, &mut first);
-            write_ballot(&mut reason, ballot);
-        }
-        reason.push(')');
-    } else if !any_baseline {
-        push_fmt(
-            &mut reason,
-            format_args!(" (no metric has {MIN_BASELINE} unflagged samples for a baseline)"),
-        );
-    }
-
     Verdict {
         decision,
-        reason,
+        cause: Cause::Iqr(Outcome {
+            decision,
+            votes,
+            ballots,
+            any_baseline,
+        }),
         votes,
         outlier: outlier_type.map(|t| (newest.id, t)),
     }
 }
 
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Votes { up, down } = self.votes;
+        match self.decision {
+            Decision::ScaleUp => write!(
+                f,
+                "IQR outlier: {up} votes to scale up, {down} to scale down"
+            )?,
+            Decision::ScaleDown => write!(
+                f,
+                "IQR outlier: {down} votes to scale down, {up} to scale up"
+            )?,
+            Decision::NoAction => write!(f, "Within normal range: {up} up / {down} down votes")?,
+        }
+        let mut cast = METRICS
+            .iter()
+            .zip(&self.ballots)
+            .filter_map(|(m, b)| Some((m, (*b)?)))
+            .peekable();
+        if cast.peek().is_some() {
+            f.write_str(" (")?;
+            for (i, (metric, ballot)) in cast.enumerate() {
+                if i > 0 {
+                    f.write_str("; ")?;
+                }
+                write_ballot(f, metric, &ballot)?;
+            }
+            f.write_str(")")
+        } else if !self.any_baseline {
+            write!(
+                f,
+                " (no metric has {MIN_BASELINE} unflagged samples for a baseline)"
+            )
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// `CPU 97.00% above upper bound 64.00%`, `network in 5000 B below lower bound 6000.0 B`.
-fn write_ballot(out: &mut String, ballot: &Ballot) {
-    let metric = &METRICS[ballot.metric];
-    let (side, bound) = if ballot.up {
-        ("above upper", ballot.bound)
+fn write_ballot(f: &mut fmt::Formatter<'_>, metric: &Metric, ballot: &Ballot) -> fmt::Result {
+    let Ballot { value, bound, .. } = *ballot;
+    let side = if ballot.up {
+        "above upper"
     } else {
-        ("below lower", ballot.bound)
+        "below lower"
     };
+    let name = metric.name;
     match metric.unit {
-        Unit::Percent => push_fmt(
-            out,
-            format_args!(
-                "{} {:.2}% {side} bound {bound:.2}%",
-                metric.name, ballot.value
-            ),
-        ),
+        Unit::Percent => write!(f, "{name} {value:.2}% {side} bound {bound:.2}%"),
         // Byte counts are whole; the bound keeps a decimal so that 100 below 100.5
         // does not read as 100 below 100.
-        Unit::Bytes => push_fmt(
-            out,
-            format_args!(
-                "{} {:.0} B {side} bound {bound:.1} B",
-                metric.name, ballot.value
-            ),
-        ),
+        Unit::Bytes => write!(f, "{name} {value:.0} B {side} bound {bound:.1} B"),
     }
 }
 

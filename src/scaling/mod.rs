@@ -17,9 +17,9 @@
 //!    its weighted votes decide (see `iqr.rs`);
 //! 8. an action beyond levels `min_level..=max_level` becomes `no_action`.
 
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -27,12 +27,16 @@ use crate::model::OutlierType;
 
 mod iqr;
 mod policy;
+mod reason;
 pub mod record;
 pub mod replay;
 #[cfg(test)]
 mod tests;
 
 pub use policy::{Policy, PolicyError, PolicyMode, PolicyPatch, VoteWeights};
+pub use reason::Reason;
+
+use reason::{Bound, Cause, Hot, Load, Span};
 
 /// What the engine needs to know about an instance.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -98,11 +102,12 @@ pub struct Votes {
     pub down: u32,
 }
 
-/// What the engine decided, and why.
+/// What the engine decided, and why: the reason as text, or as a [`Reason`] not yet
+/// written out (see [`judge`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Evaluation {
+pub struct Evaluation<R = String> {
     pub decision: Decision,
-    pub reason: String,
+    pub reason: R,
     /// The level after the decision (unchanged for no_action).
     pub new_level: i32,
     pub votes: Votes,
@@ -110,6 +115,23 @@ pub struct Evaluation {
     pub outlier: Option<(Uuid, OutlierType)>,
     /// The newest sample of the window, whose values the decision row records.
     pub latest: Option<Sample>,
+}
+
+impl Evaluation<Reason> {
+    /// This evaluation with its reason written out.
+    pub fn written(self) -> Evaluation {
+        // Presized: reasons run to 60-200 bytes, and growing from empty copies twice.
+        let mut reason = String::with_capacity(192);
+        let _ = write!(reason, "{}", self.reason);
+        Evaluation {
+            decision: self.decision,
+            reason,
+            new_level: self.new_level,
+            votes: self.votes,
+            outlier: self.outlier,
+            latest: self.latest,
+        }
+    }
 }
 
 /// Capacity (cpu, memory and network alike) at a scale level: 100 × 1.5^(level − 1).
@@ -125,12 +147,23 @@ pub fn decide_scaling(
     window: &[Sample],
     now: DateTime<Utc>,
 ) -> Evaluation {
+    judge(state, policy, window, now).written()
+}
+
+/// [`decide_scaling`] with the reason left as facts, for a caller that reads few of
+/// the reasons it is given (a replay).
+pub fn judge(
+    state: &InstanceState,
+    policy: &Policy,
+    window: &[Sample],
+    now: DateTime<Utc>,
+) -> Evaluation<Reason> {
     let win = Window::new(window, policy.window, now);
     let tally = Tally::of(&win, policy);
     let latest = tally.newest;
-    let no_action = |reason: String| Evaluation {
+    let no_action = |cause: Cause| Evaluation {
         decision: Decision::NoAction,
-        reason,
+        reason: cause.into(),
         new_level: state.level,
         votes: Votes::default(),
         outlier: None,
@@ -140,14 +173,10 @@ pub fn decide_scaling(
     if let Some(at) = state.last_action_at
         && now.signed_duration_since(at) < policy.cooldown
     {
-        let allowed_after = at
-            .checked_add_signed(policy.cooldown)
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        return no_action(format!(
-            "Cooldown: last scaling action at {}, next evaluation allowed after {}",
-            at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            allowed_after.to_rfc3339_opts(SecondsFormat::Secs, true),
-        ));
+        return no_action(Cause::Cooldown {
+            at,
+            cooldown: policy.cooldown,
+        });
     }
 
     if let Some(evaluation) = out_of_bounds(state, policy, latest) {
@@ -156,17 +185,13 @@ pub fn decide_scaling(
 
     let span = Span(policy.window);
     let newest = match tally.newest {
-        None => return no_action(format!("No metrics in the last {span}")),
+        None => return no_action(Cause::NoMetrics(span)),
         Some(_) if tally.total < policy.min_samples => {
-            let noun = if tally.total == 1 {
-                "sample"
-            } else {
-                "samples"
-            };
-            return no_action(format!(
-                "Insufficient data: {} {noun} in the last {span} (need at least {})",
-                tally.total, policy.min_samples
-            ));
+            return no_action(Cause::Insufficient {
+                total: tally.total,
+                needed: policy.min_samples,
+                span,
+            });
         }
         Some(newest) => newest,
     };
@@ -183,31 +208,24 @@ fn out_of_bounds(
     state: &InstanceState,
     policy: &Policy,
     latest: Option<Sample>,
-) -> Option<Evaluation> {
-    let (decision, reason, new_level) = if state.level > policy.max_level {
+) -> Option<Evaluation<Reason>> {
+    let level = state.level;
+    let (decision, cause, new_level) = if level > policy.max_level {
+        let max = policy.max_level;
         (
             Decision::ScaleDown,
-            format!(
-                "Scale down: level {} is above the policy's maximum level {}",
-                state.level, policy.max_level
-            ),
-            state.level - 1,
+            Cause::AboveMax { level, max },
+            level - 1,
         )
-    } else if state.level < policy.min_level {
-        (
-            Decision::ScaleUp,
-            format!(
-                "Scale up: level {} is below the policy's minimum level {}",
-                state.level, policy.min_level
-            ),
-            state.level + 1,
-        )
+    } else if level < policy.min_level {
+        let min = policy.min_level;
+        (Decision::ScaleUp, Cause::BelowMin { level, min }, level + 1)
     } else {
         return None;
     };
     Some(Evaluation {
         decision,
-        reason,
+        reason: cause.into(),
         new_level,
         votes: Votes::default(),
         outlier: None,
@@ -218,17 +236,17 @@ fn out_of_bounds(
 /// A decision before the level bounds are applied.
 struct Verdict {
     decision: Decision,
-    reason: String,
+    cause: Cause,
     votes: Votes,
     outlier: Option<(Uuid, OutlierType)>,
 }
 
 impl Verdict {
     /// A sustained-load decision: no IQR votes, no outlier to flag.
-    fn sustained(decision: Decision, reason: String) -> Self {
+    fn sustained(decision: Decision, cause: Cause) -> Self {
         Verdict {
             decision,
-            reason,
+            cause,
             votes: Votes::default(),
             outlier: None,
         }
@@ -242,39 +260,34 @@ fn apply_level_bounds(
     policy: &Policy,
     verdict: Verdict,
     latest: Option<Sample>,
-) -> Evaluation {
+) -> Evaluation<Reason> {
     let Verdict {
         decision,
-        reason,
+        cause,
         votes,
         outlier,
     } = verdict;
+    let level = state.level;
     // `>=` / `<=` rather than `==` so that a policy whose bounds cross never moves a
     // level further out (and `level ± 1` can never overflow).
-    let (decision, reason, new_level) = match decision {
-        Decision::ScaleUp if state.level >= policy.max_level => (
+    let (decision, suppressed, new_level) = match decision {
+        Decision::ScaleUp if level >= policy.max_level => (
             Decision::NoAction,
-            format!(
-                "Scale up suppressed: already at maximum scale level {} ({reason})",
-                policy.max_level
-            ),
-            state.level,
+            Some(Bound::Max(policy.max_level)),
+            level,
         ),
-        Decision::ScaleDown if state.level <= policy.min_level => (
+        Decision::ScaleDown if level <= policy.min_level => (
             Decision::NoAction,
-            format!(
-                "Scale down suppressed: already at minimum scale level {} ({reason})",
-                policy.min_level
-            ),
-            state.level,
+            Some(Bound::Min(policy.min_level)),
+            level,
         ),
-        Decision::ScaleUp => (decision, reason, state.level + 1),
-        Decision::ScaleDown => (decision, reason, state.level - 1),
-        Decision::NoAction => (decision, reason, state.level),
+        Decision::ScaleUp => (decision, None, level + 1),
+        Decision::ScaleDown => (decision, None, level - 1),
+        Decision::NoAction => (decision, None, level),
     };
     Evaluation {
         decision,
-        reason,
+        reason: Reason { cause, suppressed },
         new_level,
         votes,
         outlier,
@@ -364,19 +377,26 @@ impl Tally {
         count as f64 * 100.0 / self.total as f64
     }
 
+    /// The share of hot (or idle) samples and the newest sample's load, as a reason
+    /// quotes them.
+    fn load(&self, count: usize, newest: &Sample, span: Span) -> Load {
+        Load {
+            percent: self.percent(count),
+            span,
+            cpu: newest.cpu,
+            memory: newest.memory,
+        }
+    }
+
     fn sustained_down(&self, newest: &Sample, span: Span, policy: &Policy) -> Option<Verdict> {
         self.sustained(self.low, policy).then(|| {
             Verdict::sustained(
                 Decision::ScaleDown,
-                format!(
-                    "Sustained scale down: CPU < {}% and memory < {}% for {:.1}% of last {span} \
-                     (Current CPU: {:.2}%, memory: {})",
-                    policy.scale_down_cpu_below,
-                    policy.scale_down_memory_below,
-                    self.percent(self.low),
-                    newest.cpu,
-                    MaybePercent(newest.memory),
-                ),
+                Cause::SustainedDown {
+                    cpu_below: policy.scale_down_cpu_below,
+                    memory_below: policy.scale_down_memory_below,
+                    load: self.load(self.low, newest, span),
+                },
             )
         })
     }
@@ -390,33 +410,22 @@ impl Tally {
         if !self.sustained(self.high_any, policy) {
             return None;
         }
-        let percent = self.percent(self.high_any);
-        let (cpu, memory) = (policy.scale_up_cpu_above, policy.scale_up_memory_above);
-        let reason = if self.sustained(self.high_cpu, policy) {
-            format!(
-                "Sustained scale up: CPU > {cpu}% for {percent:.1}% of last {span} (Current: {:.2}%)",
-                newest.cpu
-            )
+        let hot = if self.sustained(self.high_cpu, policy) {
+            Hot::Cpu
         } else if self.sustained(self.high_memory, policy) {
-            format!(
-                "Sustained scale up: memory > {memory}% for {percent:.1}% of last {span} \
-                 (Current: {})",
-                MaybePercent(newest.memory)
-            )
+            Hot::Memory
         } else {
-            let hot = if cpu == memory {
-                format!("CPU or memory > {cpu}%")
-            } else {
-                format!("CPU > {cpu}% or memory > {memory}%")
-            };
-            format!(
-                "Sustained scale up: {hot} for {percent:.1}% of last {span} \
-                 (Current CPU: {:.2}%, memory: {})",
-                newest.cpu,
-                MaybePercent(newest.memory)
-            )
+            Hot::Either
         };
-        Some(Verdict::sustained(Decision::ScaleUp, reason))
+        Some(Verdict::sustained(
+            Decision::ScaleUp,
+            Cause::SustainedUp {
+                hot,
+                cpu_above: policy.scale_up_cpu_above,
+                memory_above: policy.scale_up_memory_above,
+                load: self.load(self.high_any, newest, span),
+            },
+        ))
     }
 }
 
@@ -428,48 +437,4 @@ fn needed_count(ratio: f64, total: usize) -> usize {
     let needed = (exact - 1e-9 * exact.abs().max(1.0)).ceil();
     // At least one sample, and `as` saturates NaN and infinities for absurd ratios.
     (needed as usize).max(1)
-}
-
-/// A window length for reasons: "5 minutes", "90 seconds".
-#[derive(Clone, Copy)]
-struct Span(TimeDelta);
-
-impl fmt::Display for Span {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let plural = |n: i64| if n == 1 { "" } else { "s" };
-        let ms = self.0.num_milliseconds();
-        if ms != 0 && ms % 60_000 == 0 {
-            let m = ms / 60_000;
-            write!(f, "{m} minute{}", plural(m))
-        } else if ms % 1000 == 0 {
-            let s = ms / 1000;
-            write!(f, "{s} second{}", plural(s))
-        } else {
-            write!(f, "{ms} milliseconds")
-        }
-    }
-}
-
-/// A percentage with two decimals, or `n/a` when the value is unknown.
-struct MaybePercent(Option<f64>);
-
-impl fmt::Display for MaybePercent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(v) => write!(f, "{v:.2}%"),
-            None => f.write_str("n/a"),
-        }
-    }
-}
-
-/// Appends `"; "` between the items of a list written piece by piece.
-fn separate(out: &mut String, first: &mut bool) {
-    if !std::mem::take(first) {
-        out.push_str("; ");
-    }
-}
-
-/// Writes into a `String`, which cannot fail.
-fn push_fmt(out: &mut String, args: fmt::Arguments<'_>) {
-    let _ = out.write_fmt(args);
 }

@@ -28,7 +28,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{Decision, InstanceState, Policy, Sample, capacity_for_level, decide_scaling};
+use super::{Decision, InstanceState, Policy, Sample, capacity_for_level, judge};
 
 /// Most actions a report lists; the summary still counts all of them.
 pub const MAX_ACTIONS: usize = 1000;
@@ -248,7 +248,7 @@ impl Replay {
         }
 
         let window = self.buffer.make_contiguous();
-        let evaluation = decide_scaling(&self.state, &self.policy, window, t);
+        let evaluation = judge(&self.state, &self.policy, window, t);
 
         if let Some((id, _)) = evaluation.outlier {
             for s in window
@@ -292,7 +292,8 @@ impl Replay {
             self.actions.push(ReplayAction {
                 timestamp: t,
                 decision: evaluation.decision,
-                reason: evaluation.reason,
+                // The only reasons a replay writes out: see `reason.rs`.
+                reason: evaluation.reason.to_string(),
                 level_before,
                 level_after: evaluation.new_level,
             });
