@@ -12,7 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 
 /// The metric families the service exports, registered in a registry of their own.
 pub struct Signals {
@@ -98,6 +98,25 @@ pub enum TickOutcome {
     Error,
 }
 
+/// Registers metrics and hands back the handles `Signals` records through: a clone
+/// shares the registered values.
+struct Registrar<'a>(&'a mut Registry);
+
+impl Registrar<'_> {
+    fn add<M: Metric + Clone + Default>(&mut self, name: &str, help: &str) -> M {
+        let metric = M::default();
+        self.0.register(name, help, metric.clone());
+        metric
+    }
+
+    /// A metric measured in seconds, built by the caller (histograms need their buckets).
+    fn add_seconds<M: Metric + Clone>(&mut self, name: &str, help: &str, metric: M) -> M {
+        self.0
+            .register_with_unit(name, help, Unit::Seconds, metric.clone());
+        metric
+    }
+}
+
 impl Default for Signals {
     fn default() -> Self {
         Self::new()
@@ -107,61 +126,41 @@ impl Default for Signals {
 impl Signals {
     pub fn new() -> Self {
         let mut registry = Registry::default();
-        let http_requests = Family::<HttpLabels, Counter>::default();
-        registry.register(
+        let mut metrics = Registrar(&mut registry);
+        let http_requests = metrics.add(
             "autoscaler_http_requests",
             "HTTP requests answered, by method, route template and status",
-            http_requests.clone(),
         );
-        let http_duration = Family::new_with_constructor(request_buckets as fn() -> Histogram);
-        registry.register_with_unit(
+        let http_duration = metrics.add_seconds(
             "autoscaler_http_request_duration",
             "Time to answer an HTTP request, by method and route template",
-            Unit::Seconds,
-            http_duration.clone(),
+            Family::new_with_constructor(request_buckets as fn() -> Histogram),
         );
-        let job_duration = Family::new_with_constructor(tick_buckets as fn() -> Histogram);
-        registry.register_with_unit(
+        let job_duration = metrics.add_seconds(
             "autoscaler_job_tick_duration",
             "Time one tick of a background job took",
-            Unit::Seconds,
-            job_duration.clone(),
+            Family::new_with_constructor(tick_buckets as fn() -> Histogram),
         );
-        let job_ticks = Family::<TickLabels, Counter>::default();
-        registry.register(
+        let job_ticks = metrics.add(
             "autoscaler_job_ticks",
             "Ticks of the background jobs, by job and outcome (ok or error)",
-            job_ticks.clone(),
         );
-        let decisions = Family::<DecisionLabels, Counter>::default();
-        registry.register(
-            "autoscaler_decisions",
-            "Scaling evaluations, by decision",
-            decisions.clone(),
-        );
-        let collection_errors = Family::<SourceLabels, Counter>::default();
-        registry.register(
+        let decisions = metrics.add("autoscaler_decisions", "Scaling evaluations, by decision");
+        let collection_errors = metrics.add(
             "autoscaler_collection_errors",
             "Instances whose metrics could not be collected, by source",
-            collection_errors.clone(),
         );
-        let monitored_instances = Gauge::default();
-        registry.register(
+        let monitored_instances = metrics.add(
             "autoscaler_monitored_instances",
             "Instances with monitoring on, across all users",
-            monitored_instances.clone(),
         );
-        let pool_connections = Family::<PoolLabels, Gauge>::default();
-        registry.register(
+        let pool_connections = metrics.add(
             "autoscaler_db_pool_connections",
             "Database pool connections of this process, by state (idle or active)",
-            pool_connections.clone(),
         );
-        let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
+        let webhook_deliveries = metrics.add(
             "autoscaler_webhook_deliveries",
             "Webhook delivery attempts, by outcome (delivered, retrying or failed)",
-            webhook_deliveries.clone(),
         );
         registry.register(
             "autoscaler_build",

@@ -115,105 +115,91 @@ mod tests {
         TimeDelta::seconds(n)
     }
 
+    /// A limiter over its own store, so each test step reads as one line.
+    struct Limited {
+        store: SqliteStore,
+        limiter: LoginLimiter,
+    }
+
+    impl Limited {
+        async fn new(limit: u32, window: TimeDelta) -> Self {
+            Limited {
+                store: store().await,
+                limiter: LoginLimiter::new(limit, window),
+            }
+        }
+
+        async fn fail(&self, email: &str, address: Option<IpAddr>, now: DateTime<Utc>) {
+            self.limiter
+                .record_failure(&self.store, email, address, now)
+                .await
+                .unwrap();
+        }
+
+        async fn wait(
+            &self,
+            email: &str,
+            address: Option<IpAddr>,
+            now: DateTime<Utc>,
+        ) -> Option<u64> {
+            self.limiter
+                .retry_after(&self.store, email, address, now)
+                .await
+                .unwrap()
+        }
+
+        async fn reset(&self, email: &str) {
+            self.limiter.reset(&self.store, email).await.unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn an_email_is_blocked_after_the_limit_until_the_window_passes() {
-        let store = store().await;
-        let limiter = LoginLimiter::new(3, secs(60));
+        let limited = Limited::new(3, secs(60)).await;
         let t0 = Utc::now();
         for _ in 0..2 {
-            limiter.record_failure(&store, A, None, t0).await.unwrap();
+            limited.fail(A, None, t0).await;
         }
-        assert_eq!(
-            limiter.retry_after(&store, A, None, t0).await.unwrap(),
-            None
-        );
-        limiter.record_failure(&store, A, None, t0).await.unwrap();
-        assert_eq!(
-            limiter
-                .retry_after(&store, A, None, t0 + secs(10))
-                .await
-                .unwrap(),
-            Some(50)
-        );
-        assert_eq!(
-            limiter
-                .retry_after(&store, "b@example.com", None, t0)
-                .await
-                .unwrap(),
-            None
-        );
-        assert_eq!(
-            limiter
-                .retry_after(&store, A, None, t0 + secs(60))
-                .await
-                .unwrap(),
-            None
-        );
-        limiter.reset(&store, A).await.unwrap();
-        assert_eq!(
-            limiter.retry_after(&store, A, None, t0).await.unwrap(),
-            None
-        );
+        assert_eq!(limited.wait(A, None, t0).await, None);
+        limited.fail(A, None, t0).await;
+        assert_eq!(limited.wait(A, None, t0 + secs(10)).await, Some(50));
+        assert_eq!(limited.wait("b@example.com", None, t0).await, None);
+        assert_eq!(limited.wait(A, None, t0 + secs(60)).await, None);
+        limited.reset(A).await;
+        assert_eq!(limited.wait(A, None, t0).await, None);
     }
 
     #[tokio::test]
     async fn an_address_gets_ten_times_the_allowance_and_survives_a_success() {
-        let store = store().await;
-        let limiter = LoginLimiter::new(2, secs(60));
+        let limited = Limited::new(2, secs(60)).await;
         let ip: IpAddr = [10, 0, 0, 1].into();
         let t0 = Utc::now();
         for i in 0..19 {
-            let email = format!("user{i}@example.com");
-            limiter
-                .record_failure(&store, &email, Some(ip), t0)
-                .await
-                .unwrap();
+            limited
+                .fail(&format!("user{i}@example.com"), Some(ip), t0)
+                .await;
         }
         let new = "new@example.com";
-        assert_eq!(
-            limiter
-                .retry_after(&store, new, Some(ip), t0)
-                .await
-                .unwrap(),
-            None
-        );
-        limiter
-            .record_failure(&store, "user19@example.com", Some(ip), t0)
-            .await
-            .unwrap();
-        limiter.reset(&store, "user19@example.com").await.unwrap();
-        assert_eq!(
-            limiter
-                .retry_after(&store, new, Some(ip), t0)
-                .await
-                .unwrap(),
-            Some(60)
-        );
+        assert_eq!(limited.wait(new, Some(ip), t0).await, None);
+        limited.fail("user19@example.com", Some(ip), t0).await;
+        limited.reset("user19@example.com").await;
+        assert_eq!(limited.wait(new, Some(ip), t0).await, Some(60));
         let other = Some([10, 0, 0, 2].into());
-        assert_eq!(
-            limiter.retry_after(&store, new, other, t0).await.unwrap(),
-            None
-        );
+        assert_eq!(limited.wait(new, other, t0).await, None);
     }
 
     #[tokio::test]
     async fn a_counter_restarts_after_its_window_and_expired_ones_are_purged() {
-        let store = store().await;
-        let limiter = LoginLimiter::new(2, secs(60));
+        let limited = Limited::new(2, secs(60)).await;
         let t0 = Utc::now();
-        limiter.record_failure(&store, A, None, t0).await.unwrap();
-        limiter
-            .record_failure(&store, A, None, t0 + secs(61))
-            .await
-            .unwrap();
+        limited.fail(A, None, t0).await;
+        limited.fail(A, None, t0 + secs(61)).await;
         assert_eq!(
-            limiter
-                .retry_after(&store, A, None, t0 + secs(61))
-                .await
-                .unwrap(),
+            limited.wait(A, None, t0 + secs(61)).await,
             None,
             "the first failure's window had passed, so the count restarted at 1"
         );
+        let Limited { store, limiter } = limited;
         let counters = store.login_failures(&keys(A, None)).await.unwrap();
         assert_eq!(counters[0].failures, 1);
         assert_eq!(limiter.purge(&store, t0 + secs(100)).await.unwrap(), 0);

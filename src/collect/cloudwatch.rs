@@ -571,8 +571,6 @@ mod tests {
     /// Datapoints per (instance id, metric name).
     type Points = HashMap<(String, String), Vec<(DateTime<Utc>, f64)>>;
     type Requests = Arc<Mutex<Vec<GetMetricDataInput>>>;
-    /// (instance id, metric name, datapoints)
-    type SeriesPoints<'a> = (&'a str, &'a str, &'a [(DateTime<Utc>, f64)]);
 
     /// A GetMetricData rule answering every query from `points` within the requested
     /// window (one result per query, like CloudWatch), recording each request.
@@ -609,13 +607,21 @@ mod tests {
         (rule, requests)
     }
 
-    fn points(entries: &[SeriesPoints<'_>]) -> Points {
-        entries
+    /// One instance's datapoints: each metric's values fall on `times`, in order.
+    fn series(instance: &str, times: &[DateTime<Utc>], metrics: &[(&str, &[f64])]) -> Points {
+        metrics
             .iter()
-            .map(|(instance, metric, series)| {
-                ((instance.to_string(), metric.to_string()), series.to_vec())
+            .map(|(metric, values)| {
+                assert_eq!(values.len(), times.len(), "{metric}: one value per time");
+                let points = times.iter().copied().zip(values.iter().copied());
+                ((instance.to_owned(), metric.to_string()), points.collect())
             })
             .collect()
+    }
+
+    /// A single CPU datapoint of one instance.
+    fn cpu(instance: &str, time: DateTime<Utc>, value: f64) -> Points {
+        series(instance, &[time], &[("CPUUtilization", &[value])])
     }
 
     fn mocked_source(rule: &Rule) -> CloudWatchSource {
@@ -798,31 +804,26 @@ mod tests {
 
     #[tokio::test]
     async fn collect_reads_cpu_network_and_memory_of_each_instance_in_one_call() {
-        let (rule, requests) = fake_cloudwatch(points(&[
-            (
-                "i-agent",
-                "CPUUtilization",
-                &[(at(12, 1, 0), 11.0), (at(12, 2, 0), 12.0)],
-            ),
-            (
-                "i-agent",
-                "NetworkIn",
-                &[(at(12, 1, 0), 1000.0), (at(12, 2, 0), 2000.0)],
-            ),
-            (
-                "i-agent",
-                "NetworkOut",
-                &[(at(12, 1, 0), 10.0), (at(12, 2, 0), 20.0)],
-            ),
-            (
-                "i-agent",
-                "mem_used_percent",
-                &[(at(12, 1, 0), 45.5), (at(12, 2, 0), 46.5)],
-            ),
-            ("i-plain", "CPUUtilization", &[(at(12, 2, 0), 70.0)]),
-            ("i-plain", "NetworkIn", &[(at(12, 2, 0), 5.0)]),
-            ("i-plain", "NetworkOut", &[(at(12, 2, 0), 6.0)]),
-        ]));
+        let mut points = series(
+            "i-agent",
+            &[at(12, 1, 0), at(12, 2, 0)],
+            &[
+                ("CPUUtilization", &[11.0, 12.0]),
+                ("NetworkIn", &[1000.0, 2000.0]),
+                ("NetworkOut", &[10.0, 20.0]),
+                ("mem_used_percent", &[45.5, 46.5]),
+            ],
+        );
+        points.extend(series(
+            "i-plain",
+            &[at(12, 2, 0)],
+            &[
+                ("CPUUtilization", &[70.0]),
+                ("NetworkIn", &[5.0]),
+                ("NetworkOut", &[6.0]),
+            ],
+        ));
+        let (rule, requests) = fake_cloudwatch(points);
         let source = mocked_source(&rule);
         let agent = target("i-agent", "us-east-1", Some(at(12, 1, 0)));
         let plain = target("i-plain", "us-east-1", None);
@@ -830,29 +831,21 @@ mod tests {
 
         let collected = source.collect(&[agent.clone(), plain.clone()], now).await;
 
+        let only = |target: &CollectTarget, sample| Collected {
+            instance: target.id,
+            result: Ok(vec![sample]),
+        };
         assert_eq!(
             collected,
             vec![
-                Collected {
-                    instance: agent.id,
-                    result: Ok(vec![sample(
-                        agent.id,
-                        at(12, 2, 0),
-                        12.0,
-                        Some(46.5),
-                        Some((2000, 20))
-                    )]),
-                },
-                Collected {
-                    instance: plain.id,
-                    result: Ok(vec![sample(
-                        plain.id,
-                        at(12, 2, 0),
-                        70.0,
-                        None,
-                        Some((5, 6))
-                    )]),
-                },
+                only(
+                    &agent,
+                    sample(agent.id, at(12, 2, 0), 12.0, Some(46.5), Some((2000, 20)))
+                ),
+                only(
+                    &plain,
+                    sample(plain.id, at(12, 2, 0), 70.0, None, Some((5, 6)))
+                ),
             ]
         );
         assert_eq!(rule.num_calls(), 1);
@@ -876,17 +869,12 @@ mod tests {
     #[tokio::test]
     async fn three_hundred_instances_in_one_region_take_three_calls() {
         let ids: Vec<String> = (0..300).map(|i| format!("i-{i:017x}")).collect();
-        let cpu: Vec<_> = ids
+        let points = ids
             .iter()
             .enumerate()
-            .map(|(i, id)| {
-                (
-                    (id.clone(), "CPUUtilization".to_owned()),
-                    vec![(at(12, 1, 0), i as f64)],
-                )
-            })
+            .flat_map(|(i, id)| cpu(id, at(12, 1, 0), i as f64))
             .collect();
-        let (rule, requests) = fake_cloudwatch(cpu.into_iter().collect());
+        let (rule, requests) = fake_cloudwatch(points);
         let source = mocked_source(&rule);
         let targets: Vec<_> = ids.iter().map(|id| target(id, "us-east-1", None)).collect();
 
@@ -913,16 +901,8 @@ mod tests {
 
     #[tokio::test]
     async fn each_region_is_read_through_its_own_client() {
-        let (east, east_requests) = fake_cloudwatch(points(&[(
-            "i-east",
-            "CPUUtilization",
-            &[(at(12, 1, 0), 1.0)],
-        )]));
-        let (west, west_requests) = fake_cloudwatch(points(&[(
-            "i-west",
-            "CPUUtilization",
-            &[(at(12, 1, 0), 2.0)],
-        )]));
+        let (east, east_requests) = fake_cloudwatch(cpu("i-east", at(12, 1, 0), 1.0));
+        let (west, west_requests) = fake_cloudwatch(cpu("i-west", at(12, 1, 0), 2.0));
         let source = two_region_source(east.clone(), west.clone());
         let targets = [
             target("i-east", "us-east-1", None),
@@ -966,11 +946,7 @@ mod tests {
                 InvalidNextToken::builder().message("token expired").build(),
             )
         });
-        let (working, _) = fake_cloudwatch(points(&[(
-            "i-west",
-            "CPUUtilization",
-            &[(at(12, 1, 0), 2.0)],
-        )]));
+        let (working, _) = fake_cloudwatch(cpu("i-west", at(12, 1, 0), 2.0));
         let source = two_region_source(failing.clone(), working);
         let targets = [
             target("i-a", "us-east-1", None),
