@@ -288,31 +288,15 @@ mod tests {
 
     #[test]
     fn a_flat_baseline_is_fenced_by_the_floor() {
-        let mut v = [50.0; 8];
+        let fence =
+            |value: f64, floor| bounds(&mut [value; 8], floor, 1.5).map(|b| (b.lower, b.upper));
+        assert_eq!(fence(50.0, Floor::Points(5.0)), Some((45.0, 55.0)));
         assert_eq!(
-            bounds(&mut v, Floor::Points(5.0), 1.5),
-            Some(Bounds {
-                lower: 45.0,
-                upper: 55.0
-            })
-        );
-        let mut v = [1000.0; 8];
-        assert_eq!(
-            bounds(&mut v, Floor::MedianShare(0.05), 1.5),
-            Some(Bounds {
-                lower: 950.0,
-                upper: 1050.0
-            })
+            fence(1000.0, Floor::MedianShare(0.05)),
+            Some((950.0, 1050.0))
         );
         // Near-zero traffic still gets a fence of one byte.
-        let mut v = [0.0; 8];
-        assert_eq!(
-            bounds(&mut v, Floor::MedianShare(0.05), 1.5),
-            Some(Bounds {
-                lower: -1.0,
-                upper: 1.0
-            })
-        );
+        assert_eq!(fence(0.0, Floor::MedianShare(0.05)), Some((-1.0, 1.0)));
     }
 
     #[test]

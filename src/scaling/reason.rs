@@ -141,54 +141,48 @@ impl fmt::Display for Cause {
             Cause::SustainedDown {
                 cpu_below,
                 memory_below,
-                load:
-                    Load {
-                        percent,
-                        span,
-                        cpu,
-                        memory,
-                    },
+                load,
             } => write!(
                 f,
                 "Sustained scale down: CPU < {cpu_below}% and memory < {memory_below}% for \
-                 {percent:.1}% of last {span} (Current CPU: {cpu:.2}%, memory: {})",
-                MaybePercent(memory)
+                 {:.1}% of last {} (Current CPU: {:.2}%, memory: {})",
+                load.percent,
+                load.span,
+                load.cpu,
+                MaybePercent(load.memory)
             ),
             Cause::SustainedUp {
                 hot,
-                cpu_above: up_cpu,
-                memory_above: up_memory,
-                load:
-                    Load {
-                        percent,
-                        span,
-                        cpu,
-                        memory,
-                    },
+                cpu_above,
+                memory_above,
+                load,
             } => {
-                let memory = MaybePercent(memory);
+                let (percent, span) = (load.percent, load.span);
                 match hot {
                     Hot::Cpu => write!(
                         f,
-                        "Sustained scale up: CPU > {up_cpu}% for {percent:.1}% of last {span} \
-                         (Current: {cpu:.2}%)"
+                        "Sustained scale up: CPU > {cpu_above}% for {percent:.1}% of last {span} \
+                         (Current: {:.2}%)",
+                        load.cpu
                     ),
                     Hot::Memory => write!(
                         f,
-                        "Sustained scale up: memory > {up_memory}% for {percent:.1}% of last \
-                         {span} (Current: {memory})"
+                        "Sustained scale up: memory > {memory_above}% for {percent:.1}% of last \
+                         {span} (Current: {})",
+                        MaybePercent(load.memory)
                     ),
                     Hot::Either => {
                         f.write_str("Sustained scale up: ")?;
-                        if up_cpu == up_memory {
-                            write!(f, "CPU or memory > {up_cpu}%")?;
+                        if cpu_above == memory_above {
+                            write!(f, "CPU or memory > {cpu_above}%")?;
                         } else {
-                            write!(f, "CPU > {up_cpu}% or memory > {up_memory}%")?;
+                            write!(f, "CPU > {cpu_above}% or memory > {memory_above}%")?;
                         }
                         write!(
                             f,
-                            " for {percent:.1}% of last {span} (Current CPU: {cpu:.2}%, \
-                             memory: {memory})"
+                            " for {percent:.1}% of last {span} (Current CPU: {:.2}%, memory: {})",
+                            load.cpu,
+                            MaybePercent(load.memory)
                         )
                     }
                 }
