@@ -120,9 +120,18 @@ struct ProxiedApp {
 impl ProxiedApp {
     async fn start(overrides: &[(&str, &str)]) -> Option<ProxiedApp> {
         let (direct_url, db) = helpers::fresh_database(helpers::Db::Postgres).await?;
-        let name = direct_url.rsplit('/').next().unwrap().to_owned();
-        let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
-        let url = format!("postgres://postgres@{}/{name}", proxy.addr);
+        // The same URL (user, database, query) with the proxy in place of the server.
+        let mut url = reqwest::Url::parse(&direct_url).unwrap();
+        let server = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+        let server = tokio::net::lookup_host(server)
+            .await
+            .unwrap()
+            .next()
+            .unwrap();
+        let proxy = Proxy::start(server).await;
+        url.set_ip_host(proxy.addr.ip()).unwrap();
+        url.set_port(Some(proxy.addr.port())).unwrap();
+        let url = url.to_string();
         let settings = test_settings(&url, overrides);
         let app = Application::build(settings.clone()).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
