@@ -1,7 +1,7 @@
 //! Why the engine decided what it did, kept as the facts the reason quotes and written
 //! out only when it is read. A live tick records every reason, so it writes each one;
 //! a replay evaluates tens of thousands of ticks and shows the reasons of its actions
-//! alone, and formatting the numbers of every other reason was a third of its time
+//! alone, and writing out every other reason was an eighth of its instructions
 //! (BENCHMARKS.md, session 8).
 
 use std::fmt;
