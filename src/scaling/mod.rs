@@ -34,9 +34,7 @@ pub mod replay;
 mod tests;
 
 pub use policy::{Policy, PolicyError, PolicyMode, PolicyPatch, VoteWeights};
-pub use reason::Reason;
-
-use reason::{Bound, Cause, Hot, Load, Span};
+use reason::{Bound, Cause, Hot, Load, Reason, Span};
 
 /// What the engine needs to know about an instance.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -102,8 +100,8 @@ pub struct Votes {
     pub down: u32,
 }
 
-/// What the engine decided, and why: the reason as text, or as a [`Reason`] not yet
-/// written out (see [`judge`]).
+/// What the engine decided, and why. Inside the engine the reason can still be a
+/// `Reason` not yet written out (see `judge`); what leaves it is text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation<R = String> {
     pub decision: Decision,
@@ -119,7 +117,7 @@ pub struct Evaluation<R = String> {
 
 impl Evaluation<Reason> {
     /// This evaluation with its reason written out.
-    pub fn written(self) -> Evaluation {
+    fn written(self) -> Evaluation {
         // Presized: reasons run to 60-200 bytes, and growing from empty copies twice.
         let mut reason = String::with_capacity(192);
         let _ = write!(reason, "{}", self.reason);
@@ -152,7 +150,7 @@ pub fn decide_scaling(
 
 /// [`decide_scaling`] with the reason left as facts, for a caller that reads few of
 /// the reasons it is given (a replay).
-pub fn judge(
+fn judge(
     state: &InstanceState,
     policy: &Policy,
     window: &[Sample],

@@ -12,7 +12,7 @@ use super::iqr;
 
 /// A reason: what decided, and whether the level bounds then held the action back.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Reason {
+pub(super) struct Reason {
     pub(super) cause: Cause,
     pub(super) suppressed: Option<Bound>,
 }
