@@ -6,6 +6,7 @@
 //! back at `http`.
 #![forbid(unsafe_code)]
 
+pub mod actuate;
 pub mod app;
 pub mod auth;
 pub mod collect;

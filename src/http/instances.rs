@@ -14,6 +14,7 @@ use super::extract::{ApiJson, AuthUser};
 use super::route::{ApiRouter, Endpoints};
 use super::{ApiError, AppState};
 use crate::model::Instance;
+use crate::model::is_aws_region;
 use crate::scaling::{PolicyMode, capacity_for_level};
 use crate::store::{Deletion, NewInstance};
 
@@ -176,20 +177,6 @@ fn is_ec2_id(s: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
-}
-
-/// An AWS region name such as `us-east-1`, `ap-southeast-2` or `us-gov-west-1`.
-fn is_aws_region(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() >= 3
-        && parts.len() <= 4
-        && parts[0].len() == 2
-        && parts.iter().all(|p| !p.is_empty())
-        && parts[..parts.len() - 1]
-            .iter()
-            .all(|p| p.bytes().all(|b| b.is_ascii_lowercase()))
-        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
-        && parts[parts.len() - 1].len() <= 2
 }
 
 /// Ids appear in URL paths: keep them to characters that need no escaping.
