@@ -174,3 +174,52 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
+
+/// Reads only the tests use, composed from the production reads: the newest rows
+/// of an instance without paging. `use autoscaler::testing::TestReads` brings them
+/// to any store (`app.store.recent_metrics(...)`).
+#[async_trait::async_trait]
+pub trait TestReads: crate::store::Metrics {
+    /// The newest `limit` metrics of an instance, newest first.
+    async fn recent_metrics(
+        &self,
+        instance: Uuid,
+        limit: i64,
+    ) -> crate::store::StoreResult<Vec<crate::model::Metric>> {
+        let page = crate::store::PageRequest { limit, offset: 0 };
+        Ok(self.metrics_page(instance, page).await?.items)
+    }
+
+    /// The newest `limit` metrics of the instance with user-facing id `instance_id`
+    /// if `user` owns it, newest first, in one round trip. `None` when `user` no
+    /// longer exists; empty both when the instance has no metrics and when it is not
+    /// theirs or does not exist.
+    async fn recent_metrics_owned(
+        &self,
+        user: Uuid,
+        instance_id: &str,
+        limit: i64,
+    ) -> crate::store::StoreResult<Option<Vec<crate::model::Metric>>> {
+        use crate::store::Owned;
+        let page = crate::store::PageRequest { limit, offset: 0 };
+        Ok(
+            match self.metrics_page_owned(user, instance_id, page).await? {
+                Owned::Found(page) => Some(page.items),
+                Owned::NotOwned => Some(Vec::new()),
+                Owned::UserGone => None,
+            },
+        )
+    }
+
+    /// The newest `limit` decisions of an instance, newest first.
+    async fn recent_decisions(
+        &self,
+        instance: Uuid,
+        limit: i64,
+    ) -> crate::store::StoreResult<Vec<crate::model::DecisionRecord>> {
+        let page = crate::store::PageRequest { limit, offset: 0 };
+        Ok(self.decisions_page(instance, page).await?.items)
+    }
+}
+
+impl<T: crate::store::Metrics + ?Sized> TestReads for T {}

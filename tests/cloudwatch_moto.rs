@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use autoscaler::collect::cloudwatch::CloudWatchSource;
 use autoscaler::collect::{CollectTarget, MetricSource, SourceKind};
 use autoscaler::model::{MetricSource as Source, NewMetric};
+use autoscaler::testing::TestReads;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::config::interceptors::BeforeTransmitInterceptorContextRef;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use autoscaler::app::Application;
 use autoscaler::jobs::run_scaling_tick;
+use autoscaler::testing::TestReads;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

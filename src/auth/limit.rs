@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::store::{Store, StoreResult};
+use crate::store::{Logins, Retention, StoreResult};
 
 /// How long failed attempts are remembered.
 pub const LOGIN_WINDOW: TimeDelta = TimeDelta::minutes(15);
@@ -57,7 +57,7 @@ impl LoginLimiter {
     /// Seconds to wait if the email or the address is over its limit.
     pub async fn retry_after(
         &self,
-        store: &dyn Store,
+        store: &dyn Logins,
         email: &str,
         address: Option<IpAddr>,
         now: DateTime<Utc>,
@@ -76,7 +76,7 @@ impl LoginLimiter {
     /// Counts a failed attempt against the email and the address.
     pub async fn record_failure(
         &self,
-        store: &dyn Store,
+        store: &dyn Logins,
         email: &str,
         address: Option<IpAddr>,
         now: DateTime<Utc>,
@@ -88,12 +88,12 @@ impl LoginLimiter {
 
     /// Forgets the failures of `email` after a successful login. The address keeps
     /// its count, or an attacker could reset it by logging into an account of their own.
-    pub async fn reset(&self, store: &dyn Store, email: &str) -> StoreResult<()> {
+    pub async fn reset(&self, store: &dyn Logins, email: &str) -> StoreResult<()> {
         store.clear_login_failures(&email_key(email)).await
     }
 
     /// Deletes the counters whose window has passed.
-    pub async fn purge(&self, store: &dyn Store, now: DateTime<Utc>) -> StoreResult<u64> {
+    pub async fn purge(&self, store: &dyn Retention, now: DateTime<Utc>) -> StoreResult<u64> {
         store.purge_login_failures(now - self.window).await
     }
 }

@@ -22,7 +22,7 @@ use crate::collect::{CollectTarget, Collected, MetricSource, PerKind, Sources};
 use crate::scaling::record::ScalingOutcome;
 use crate::scaling::{Decision, Policy, PolicyPatch, Sample};
 use crate::signals::{Signals, TickOutcome};
-use crate::store::{Store, StoreResult};
+use crate::store::{Collection, Retention, Scaling, Store, StoreResult};
 
 /// Instances claimed, read and written per round trip.
 pub const BATCH_SIZE: i64 = 1000;
@@ -62,7 +62,7 @@ pub struct TickReport {
 /// Collects one sample set for every monitored instance not yet collected in the
 /// tick `now` falls in, each from the source of its kind in `sources`.
 pub async fn run_collection_tick(
-    store: &dyn Store,
+    store: &dyn Collection,
     sources: &Sources,
     interval: Duration,
     now: DateTime<Utc>,
@@ -134,7 +134,7 @@ pub fn effective_policy(defaults: &Policy, own: Option<&PolicyPatch>) -> Policy 
 /// each under its own policy, and persists decisions and level changes batch by
 /// batch (see [`ScalingOutcome::decide`] and `scaling::record` for what is written).
 pub async fn run_scaling_tick(
-    store: &dyn Store,
+    store: &dyn Scaling,
     policy: &Policy,
     interval: Duration,
     now: DateTime<Utc>,
@@ -200,7 +200,7 @@ pub async fn run_scaling_tick(
 /// Deletes metrics and decisions past their retention, in short batches, and the
 /// failed-login counters whose window has passed.
 pub async fn run_retention_tick(
-    store: &dyn Store,
+    store: &dyn Retention,
     metrics_days: i64,
     decisions_days: i64,
     now: DateTime<Utc>,

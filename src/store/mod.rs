@@ -1,48 +1,22 @@
-//! Persistence: the `Store` trait and its PostgreSQL and SQLite implementations.
-//! This is the only module that contains SQL.
+//! Persistence: a trait per aggregate (users, instances, metrics, collection,
+//! scaling, series, webhooks, logins, retention, health), `Store` as all of them,
+//! and the PostgreSQL and SQLite implementations: `postgres/` and `sqlite/` hold one
+//! file per aggregate under the same names, so diffing two same-named files shows
+//! only the dialect. This is the only module that contains SQL.
 
-// Column lists shared by both backends' queries, as literals for `concat!`
-// (sqlx takes only `&'static str` SQL). Defined before the backend modules so
-// their textual scope covers them.
-
-/// The columns an instance row reads.
-macro_rules! instance_columns {
-    () => {
-        "id, user_id, instance_id, instance_type, region, is_mock, is_monitoring, scale_level, \
-         last_action_at, last_collected_at, last_collection_error, created_at, policy, \
-         recommended_level, recommended_action_at"
-    };
-}
-
-/// The columns a metric row reads.
-macro_rules! metric_columns {
-    () => {
-        "id, instance, ts, cpu_utilization, memory_usage, network_in, network_out, \
-         is_outlier, outlier_type"
-    };
-}
-
-/// The columns a decision row reads.
-macro_rules! decision_columns {
-    () => {
-        "id, instance, ts, cpu_utilization, memory_usage, network_in, network_out, decision, \
-         reason, level_before, level_after, dry_run"
-    };
-}
-
-/// The columns a webhook row reads.
-macro_rules! webhook_columns {
-    () => {
-        "id, user_id, url, events, description, secret, created_at"
-    };
-}
-
+#[macro_use]
+mod columns;
 mod postgres;
 mod row;
 mod sqlite;
+mod types;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use types::{
+    Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page, PageRequest,
+    PoolConnections, SeriesBucket, SeriesDecision,
+};
 
 use std::sync::Arc;
 
@@ -103,23 +77,6 @@ impl From<sqlx::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A new instance to register.
-#[derive(Debug, Clone)]
-pub struct NewInstance {
-    pub user_id: Uuid,
-    pub instance_id: String,
-    pub instance_type: String,
-    pub region: String,
-    pub is_mock: bool,
-}
-
-/// How many instances a user has, and how many of them are monitored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InstanceCounts {
-    pub instances: i64,
-    pub monitoring: i64,
-}
-
 /// The outcome of collecting one instance, recorded on its row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectionStatus {
@@ -144,71 +101,32 @@ pub struct ScalingCandidate {
     pub recommended_action_at: Option<DateTime<Utc>>,
 }
 
-/// One page of a newest-first list, and how many entries the whole list has.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub total: i64,
-}
-
-/// The page of a list that does not exist: nothing, out of nothing.
-impl<T> Default for Page<T> {
-    fn default() -> Self {
-        Page {
-            items: Vec::new(),
-            total: 0,
-        }
-    }
-}
-
-/// Which rows of a newest-first list to read: `limit` of them after skipping `offset`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageRequest {
-    pub limit: i64,
-    pub offset: i64,
-}
-
-/// A read on behalf of a user of something that must be theirs.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Owned<T> {
-    Found(T),
-    /// No such thing, or someone else's: the caller looks it up to say which.
-    NotOwned,
-    /// The token's account no longer exists.
-    UserGone,
-}
-
-/// What deleting an instance did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deletion {
-    Deleted,
-    /// It is being monitored; nothing was deleted.
-    Monitoring,
-    NotFound,
-}
-
-/// A failed-login counter: failures since `window_start`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoginFailures {
-    pub key: String,
-    pub failures: i64,
-    pub window_start: DateTime<Utc>,
-}
-
-/// Everything the service stores. Implemented for PostgreSQL and SQLite; the same
-/// contract tests run against both.
+/// Readiness and the gauges.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Health: Send + Sync {
     /// Cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;
+    /// The pool's open and idle connections, for the pool gauge.
+    fn pool_connections(&self) -> PoolConnections;
+    /// Instances with monitoring on, across all users.
+    async fn monitored_instances(&self) -> StoreResult<i64>;
+}
 
+/// Accounts.
+#[async_trait]
+pub trait Users: Send + Sync {
     async fn create_user(&self, email: &str, password_hash: &str) -> StoreResult<User>;
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
     async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<User>>;
-    /// Removes a user and everything they own.
+    /// Removes a user and everything they own. No endpoint deletes accounts yet;
+    /// the tests and the webhook benchmark do.
     async fn delete_user(&self, id: Uuid) -> StoreResult<bool>;
-    async fn instance_counts(&self, user: Uuid) -> StoreResult<InstanceCounts>;
+}
 
+/// Instances: registration, monitoring, policy and deletion.
+#[async_trait]
+pub trait Instances: Send + Sync {
+    async fn instance_counts(&self, user: Uuid) -> StoreResult<InstanceCounts>;
     async fn create_instance(&self, new: &NewInstance) -> StoreResult<Instance>;
     /// A user's instances, oldest first.
     async fn instances_of(&self, user: Uuid) -> StoreResult<Vec<Instance>>;
@@ -225,6 +143,16 @@ pub trait Store: Send + Sync + 'static {
         policy: Option<&PolicyPatch>,
         reset_shadow: bool,
     ) -> StoreResult<bool>;
+    /// Deletes an instance with its metrics and decisions in one transaction, unless it
+    /// is being monitored.
+    async fn delete_instance(&self, id: Uuid) -> StoreResult<Deletion>;
+}
+
+/// An instance's metrics as the API writes and pages them, and its decisions' page.
+/// Each page's total is the instance row's count (`metric_count`, `decision_count`),
+/// which every write path keeps: see the backends' module docs for how.
+#[async_trait]
+pub trait Metrics: Send + Sync {
     /// An instance's samples with timestamps in (since, until], oldest first
     /// (ties by id), read as a stream: a backtest over months holds only its window.
     fn history(
@@ -233,13 +161,8 @@ pub trait Store: Send + Sync + 'static {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> futures::stream::BoxStream<'_, StoreResult<Sample>>;
-
     /// Stores the metrics in one transaction: all or none. Returns them as stored.
     async fn insert_metrics(&self, metrics: &[NewMetric]) -> StoreResult<Vec<Metric>>;
-    /// Deletes an instance with its metrics and decisions in one transaction, unless it
-    /// is being monitored.
-    async fn delete_instance(&self, id: Uuid) -> StoreResult<Deletion>;
-
     /// Replaces all of an instance's metrics with `metrics` in one transaction: the
     /// old ones are deleted and the new ones written, or nothing changes.
     async fn replace_metrics(
@@ -264,57 +187,11 @@ pub trait Store: Send + Sync + 'static {
         instance: Uuid,
         page: PageRequest,
     ) -> StoreResult<Page<DecisionRecord>>;
+}
 
-    /// The newest `limit` metrics of an instance, newest first.
-    async fn recent_metrics(&self, instance: Uuid, limit: i64) -> StoreResult<Vec<Metric>> {
-        let page = PageRequest { limit, offset: 0 };
-        Ok(self.metrics_page(instance, page).await?.items)
-    }
-    /// The newest `limit` metrics of the instance with user-facing id `instance_id`
-    /// if `user` owns it, newest first, in one round trip (the API's hottest read).
-    /// `None` when `user` no longer exists, so the read also serves as the token's
-    /// account check. Empty both when the instance has no metrics and when it is not
-    /// theirs or does not exist: only then does the caller need to look it up.
-    async fn recent_metrics_owned(
-        &self,
-        user: Uuid,
-        instance_id: &str,
-        limit: i64,
-    ) -> StoreResult<Option<Vec<Metric>>> {
-        let page = PageRequest { limit, offset: 0 };
-        Ok(
-            match self.metrics_page_owned(user, instance_id, page).await? {
-                Owned::Found(page) => Some(page.items),
-                Owned::NotOwned => Some(Vec::new()),
-                Owned::UserGone => None,
-            },
-        )
-    }
-    /// The newest `limit` decisions of an instance, newest first.
-    async fn recent_decisions(
-        &self,
-        instance: Uuid,
-        limit: i64,
-    ) -> StoreResult<Vec<DecisionRecord>> {
-        let page = PageRequest { limit, offset: 0 };
-        Ok(self.decisions_page(instance, page).await?.items)
-    }
-
-    /// The failed-login counters of `keys` (those that exist).
-    async fn login_failures(&self, keys: &[String]) -> StoreResult<Vec<LoginFailures>>;
-    /// Counts one failed login against each of `keys`; a counter whose window began
-    /// at or before `expired_before` starts again from `now`.
-    async fn record_login_failure(
-        &self,
-        keys: &[String],
-        now: DateTime<Utc>,
-        expired_before: DateTime<Utc>,
-    ) -> StoreResult<()>;
-    /// Forgets the counter of `key`.
-    async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
-    /// Deletes the counters whose window began before `before`; returns how many.
-    async fn purge_login_failures(&self, before: DateTime<Utc>) -> StoreResult<u64>;
-
+/// The collection job's side of the store.
+#[async_trait]
+pub trait Collection: Send + Sync {
     /// Claims up to `limit` monitored instances not yet collected in tick `slot`.
     /// Across replicas each instance is claimed once per slot.
     async fn claim_collection(&self, slot: i64, limit: i64) -> StoreResult<Vec<CollectTarget>>;
@@ -325,7 +202,11 @@ pub trait Store: Send + Sync + 'static {
         metrics: &[NewMetric],
         statuses: &[CollectionStatus],
     ) -> StoreResult<()>;
+}
 
+/// The scaling job's side of the store.
+#[async_trait]
+pub trait Scaling: Send + Sync {
     /// Claims up to `limit` monitored instances not yet evaluated in tick `slot`.
     async fn claim_scaling(&self, slot: i64, limit: i64) -> StoreResult<Vec<ScalingCandidate>>;
     /// The samples of `instances` with timestamps in (since, until], in one query.
@@ -345,18 +226,11 @@ pub trait Store: Send + Sync + 'static {
     /// latest outcome, count and webhook events, and outlier flags). An instance
     /// deleted since the claim gets nothing written.
     async fn write_scaling(&self, writes: &ScalingWrites) -> StoreResult<()>;
+}
 
-    /// Deletes up to `batch` metrics older than `metrics_before` and up to `batch`
-    /// decisions older than `decisions_before`; returns how many rows went.
-    async fn purge(
-        &self,
-        metrics_before: DateTime<Utc>,
-        decisions_before: DateTime<Utc>,
-        batch: i64,
-    ) -> StoreResult<u64>;
-
-    // The series read (issue 14): chart data for one instance over a span.
-
+/// The series read (issue 14): chart data for one instance over a span.
+#[async_trait]
+pub trait Series: Send + Sync {
     /// The instance's samples with timestamps in [from, to), aggregated per bucket of
     /// `step_seconds` aligned to `from`, oldest first; empty buckets are left out.
     async fn metric_series(
@@ -377,15 +251,12 @@ pub trait Store: Send + Sync + 'static {
     /// decision before it, else the level before the oldest one from it on, else
     /// (no decision at all) its current level. `None` when there is no such instance.
     async fn level_at(&self, instance: Uuid, at: DateTime<Utc>) -> StoreResult<Option<i32>>;
+}
 
-    /// The pool's open and idle connections, for the pool gauge.
-    fn pool_connections(&self) -> PoolConnections;
-    /// Instances with monitoring on, across all users.
-    async fn monitored_instances(&self) -> StoreResult<i64>;
-
-    // --- webhooks ---
-    // Events are queued by `apply_scaling`, in the decisions' own transaction.
-
+/// A user's webhooks and their deliveries. Decision events are queued by
+/// [`Scaling::apply_scaling`], in the decisions' own transaction.
+#[async_trait]
+pub trait Webhooks: Send + Sync {
     /// Creates a webhook unless its user already has `max_per_user`; `None` then.
     async fn create_webhook(
         &self,
@@ -412,6 +283,11 @@ pub trait Store: Send + Sync + 'static {
         payload: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Uuid>;
+}
+
+/// The delivery worker's side of the webhook outbox.
+#[async_trait]
+pub trait WebhookOutbox: Send + Sync {
     /// Claims up to `limit` pending events due at `now` for one attempt each: their
     /// attempt count goes up and they are not due again before `lease_until`, so
     /// concurrent claimants (replicas) never get the same event for one attempt.
@@ -425,47 +301,72 @@ pub trait Store: Send + Sync + 'static {
     async fn record_webhook_attempts(&self, attempts: &[DeliveryAttempt]) -> StoreResult<()>;
 }
 
-/// One bucket of an instance's metric series. Averages and maxima skip unknown
-/// values, so a bucket whose samples all lack memory has `None` there.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeriesBucket {
-    /// Start of the bucket.
-    pub start: DateTime<Utc>,
-    pub samples: i64,
-    pub cpu_avg: f64,
-    pub cpu_max: f64,
-    pub memory_avg: Option<f64>,
-    pub memory_max: Option<f64>,
-    pub network_in_avg: Option<f64>,
-    pub network_out_avg: Option<f64>,
+/// Failed-login counters.
+#[async_trait]
+pub trait Logins: Send + Sync {
+    /// The failed-login counters of `keys` (those that exist).
+    async fn login_failures(&self, keys: &[String]) -> StoreResult<Vec<LoginFailures>>;
+    /// Counts one failed login against each of `keys`; a counter whose window began
+    /// at or before `expired_before` starts again from `now`.
+    async fn record_login_failure(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+        expired_before: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Forgets the counter of `key`.
+    async fn clear_login_failures(&self, key: &str) -> StoreResult<()>;
 }
 
-/// A decision row as the series read returns it, with the levels it records.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeriesDecision {
-    pub id: Uuid,
-    pub timestamp: DateTime<Utc>,
-    pub decision: String,
-    pub reason: String,
-    pub level_before: i32,
-    pub level_after: i32,
+/// The retention job's side of the store.
+#[async_trait]
+pub trait Retention: Send + Sync {
+    /// Deletes up to `batch` metrics older than `metrics_before` and up to `batch`
+    /// decisions older than `decisions_before`; returns how many rows went.
+    async fn purge(
+        &self,
+        metrics_before: DateTime<Utc>,
+        decisions_before: DateTime<Utc>,
+        batch: i64,
+    ) -> StoreResult<u64>;
+    /// Deletes the failed-login counters whose window began before `before`; returns
+    /// how many.
+    async fn purge_login_failures(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 }
 
-/// Connections of a store's pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolConnections {
-    /// Open connections, idle or in use.
-    pub size: u32,
-    pub idle: u32,
+/// Everything the service stores: every aggregate's trait. Implemented for
+/// PostgreSQL and SQLite; the same contract tests run against both. Code that needs
+/// one aggregate takes its trait (`&dyn Scaling`); an `Arc<dyn Store>` gives any.
+pub trait Store:
+    Health
+    + Users
+    + Instances
+    + Metrics
+    + Collection
+    + Scaling
+    + Series
+    + Webhooks
+    + WebhookOutbox
+    + Logins
+    + Retention
+    + 'static
+{
 }
 
-impl PoolConnections {
-    fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Self {
-        PoolConnections {
-            size: pool.size(),
-            idle: pool.num_idle() as u32,
-        }
-    }
+impl<T> Store for T where
+    T: Health
+        + Users
+        + Instances
+        + Metrics
+        + Collection
+        + Scaling
+        + Series
+        + Webhooks
+        + WebhookOutbox
+        + Logins
+        + Retention
+        + 'static
+{
 }
 
 /// A `DATABASE_URL`, parsed once: which backend it names, and the URL itself.

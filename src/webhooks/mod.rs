@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::{DeliveryAttempt, DueEvent};
 use crate::signals::{Signals, TickOutcome};
-use crate::store::{Store, StoreResult};
+use crate::store::{StoreResult, WebhookOutbox};
 
 /// The decisions a webhook can subscribe to.
 pub const EVENT_KINDS: [&str; 2] = ["scale_up", "scale_down"];
@@ -190,7 +190,7 @@ fn describe(err: reqwest::Error) -> String {
 /// Delivers every event due at `now`, batch by batch, each batch's events at once,
 /// and records the outcomes. Tests drive this directly with a chosen `now`.
 pub async fn run_delivery_tick(
-    store: &dyn Store,
+    store: &dyn WebhookOutbox,
     deliverer: &Deliverer,
     now: DateTime<Utc>,
 ) -> StoreResult<DeliveryReport> {
@@ -233,7 +233,7 @@ pub const CONCURRENT_TICKS: usize = 4;
 /// [`CONCURRENT_TICKS`] are running) until `cancel` fires, then lets the running
 /// ones finish.
 pub fn spawn_delivery(
-    store: Arc<dyn Store>,
+    store: Arc<dyn WebhookOutbox>,
     deliverer: Deliverer,
     signals: Arc<Signals>,
     cancel: CancellationToken,

@@ -3,6 +3,7 @@
 use autoscaler::model::{MetricSource, NewMetric};
 use autoscaler::scaling::{Decision, Evaluation, Votes};
 use autoscaler::store::{CollectionStatus, ScalingOutcome};
+use autoscaler::testing::TestReads;
 use chrono::{TimeDelta, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::json;

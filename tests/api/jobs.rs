@@ -10,6 +10,7 @@ use autoscaler::collect::{CollectTarget, Collected, MetricSource, SourceKind, So
 use autoscaler::jobs::{run_collection_tick, run_retention_tick, run_scaling_tick};
 use autoscaler::model::{MetricSource as Source, NewMetric};
 use autoscaler::store::PoolSettings;
+use autoscaler::testing::TestReads;
 use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::StatusCode;
 use serde_json::json;

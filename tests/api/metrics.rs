@@ -1,5 +1,6 @@
 //! Reading metrics and decisions, and simulating load.
 
+use autoscaler::testing::TestReads;
 use chrono::TimeDelta;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -1,5 +1,6 @@
 //! User B against user A's instance: refused everywhere, and nothing of A's changes.
 
+use autoscaler::testing::TestReads;
 use reqwest::StatusCode;
 use serde_json::json;
 

@@ -3,6 +3,7 @@
 
 use autoscaler::scaling::{Decision, Evaluation, Votes};
 use autoscaler::store::ScalingOutcome;
+use autoscaler::testing::TestReads;
 use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -1,6 +1,7 @@
 //! Requests that race for the same unique thing: one wins, the others get the
 //! contract's error, and none gets a 500.
 
+use autoscaler::testing::TestReads;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

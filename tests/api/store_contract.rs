@@ -5,6 +5,7 @@ use autoscaler::scaling::{Decision, Evaluation, Votes};
 use autoscaler::store::{
     CollectionStatus, InstanceCounts, NewInstance, ScalingOutcome, Store, StoreError,
 };
+use autoscaler::testing::TestReads;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use uuid::Uuid;
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use autoscaler::jobs::run_scaling_tick;
 use autoscaler::model::{MetricSource, NewMetric};
 use autoscaler::signals::Signals;
+use autoscaler::testing::TestReads;
 use autoscaler::webhooks::{Deliverer, DeliveryReport, run_delivery_tick};
 use axum::body::Bytes;
 use axum::extract::State;

@@ -1,0 +1,212 @@
+//! Webhooks, their outbox, and the events a decision queues.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::PostgresStore;
+use crate::model::{DeliveryAttempt, DueEvent, NewWebhook, Webhook, WebhookDelivery};
+use crate::store::row::{self, DeliveryRow, DueRow, WebhookRow};
+use crate::store::{StoreResult, WebhookOutbox, Webhooks};
+
+/// Queues one event per matching webhook of the instance's owner for each of the
+/// just-written decisions `ids` that is an action, in the caller's transaction: one
+/// set-based INSERT ... SELECT, the payload built from the stored rows.
+pub(super) async fn queue_decision_events(
+    tx: &mut sqlx::PgConnection,
+    ids: &[Uuid],
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO webhook_events (id, webhook, decision, event_type, payload,
+                next_attempt_at, created_at)
+         SELECT gen_random_uuid(), w.id, d.id, 'scaling.' || d.decision,
+                jsonb_build_object(
+                    'type', 'scaling.' || d.decision,
+                    'timestamp', to_char(d.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                    'data', jsonb_build_object(
+                        'instance_id', i.instance_id, 'decision', d.decision,
+                        'reason', d.reason, 'level_before', d.level_before,
+                        'level_after', d.level_after, 'dry_run', d.dry_run,
+                        'cpu_utilization', d.cpu_utilization, 'memory_usage', d.memory_usage,
+                        'network_in', d.network_in, 'network_out', d.network_out,
+                        'decision_id', d.id))::text,
+                d.ts, d.ts
+         FROM scaling_decisions d
+         JOIN instances i ON i.id = d.instance
+         JOIN webhooks w ON w.user_id = i.user_id AND w.events ? d.decision
+         WHERE d.id = ANY($1) AND d.decision IN ('scale_up', 'scale_down')",
+    )
+    .bind(ids)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Webhooks for PostgresStore {
+    async fn create_webhook(
+        &self,
+        new: &NewWebhook,
+        max_per_user: i64,
+    ) -> StoreResult<Option<Webhook>> {
+        let mut tx = self.pool.begin().await?;
+        // The user's row lock makes the count and the insert one step, so two
+        // concurrent creations cannot both take the last place.
+        sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+            .bind(new.user_id)
+            .execute(&mut *tx)
+            .await?;
+        let row: Option<WebhookRow> = sqlx::query_as(concat!(
+            "INSERT INTO webhooks (id, user_id, url, events, description, secret)
+             SELECT $1, $2, $3, $4, $5, $6
+             WHERE (SELECT count(*) FROM webhooks WHERE user_id = $2) < $7
+             RETURNING ",
+            webhook_columns!()
+        ))
+        .bind(Uuid::now_v7())
+        .bind(new.user_id)
+        .bind(&new.url)
+        .bind(sqlx::types::Json(&new.events))
+        .bind(&new.description)
+        .bind(&new.secret)
+        .bind(max_per_user)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn webhooks_of(&self, user: Uuid) -> StoreResult<Vec<Webhook>> {
+        let rows: Vec<WebhookRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            webhook_columns!(),
+            " FROM webhooks WHERE user_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn webhook_of(&self, user: Uuid, id: Uuid) -> StoreResult<Option<Webhook>> {
+        let row: Option<WebhookRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            webhook_columns!(),
+            " FROM webhooks WHERE id = $1 AND user_id = $2"
+        ))
+        .bind(id)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn delete_webhook(&self, user: Uuid, id: Uuid) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM webhooks WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        webhook: Uuid,
+        limit: i64,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        let rows: Vec<DeliveryRow> = sqlx::query_as(
+            "SELECT id, event_type, decision, status, attempts, last_status, last_error,
+                    next_attempt_at, delivered_at, created_at
+             FROM webhook_events WHERE webhook = $1
+             ORDER BY created_at DESC, id DESC LIMIT $2",
+        )
+        .bind(webhook)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn queue_webhook_event(
+        &self,
+        webhook: Uuid,
+        event_type: &str,
+        payload: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Uuid> {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO webhook_events (id, webhook, event_type, payload, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(id)
+        .bind(webhook)
+        .bind(event_type)
+        .bind(payload)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+}
+
+#[async_trait]
+impl WebhookOutbox for PostgresStore {
+    async fn claim_webhook_events(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<DueEvent>> {
+        let rows: Vec<DueRow> = sqlx::query_as(
+            "WITH due AS (
+                 SELECT id FROM webhook_events
+                 WHERE status = 'pending' AND next_attempt_at <= $1
+                 ORDER BY next_attempt_at LIMIT $3
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE webhook_events e SET attempts = e.attempts + 1, next_attempt_at = $2
+             FROM due, webhooks w
+             WHERE e.id = due.id AND w.id = e.webhook
+             RETURNING e.id, w.url, w.secret, e.payload, e.attempts, e.created_at",
+        )
+        .bind(now)
+        .bind(lease_until)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(row::due_event).collect())
+    }
+
+    async fn record_webhook_attempts(&self, attempts: &[DeliveryAttempt]) -> StoreResult<()> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = attempts.iter().map(|a| a.id).collect();
+        let numbers: Vec<i32> = attempts.iter().map(|a| a.attempt).collect();
+        let statuses: Vec<&str> = attempts.iter().map(|a| a.status).collect();
+        let codes: Vec<Option<i32>> = attempts.iter().map(|a| a.last_status).collect();
+        let errors: Vec<Option<&str>> = attempts.iter().map(|a| a.last_error.as_deref()).collect();
+        let next: Vec<DateTime<Utc>> = attempts.iter().map(|a| a.next_attempt_at).collect();
+        let delivered: Vec<Option<DateTime<Utc>>> =
+            attempts.iter().map(|a| a.delivered_at).collect();
+        sqlx::query(
+            "UPDATE webhook_events e SET status = u.status, last_status = u.code,
+                    last_error = u.error, next_attempt_at = u.next, delivered_at = u.delivered
+             FROM UNNEST($1::uuid[], $2::int4[], $3::text[], $4::int4[], $5::text[],
+                         $6::timestamptz[], $7::timestamptz[])
+                  AS u(id, attempt, status, code, error, next, delivered)
+             WHERE e.id = u.id AND e.attempts = u.attempt AND e.status = 'pending'",
+        )
+        .bind(ids)
+        .bind(numbers)
+        .bind(statuses)
+        .bind(codes)
+        .bind(errors)
+        .bind(next)
+        .bind(delivered)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
