@@ -9,10 +9,12 @@ mod columns;
 mod postgres;
 mod row;
 mod sqlite;
+mod targets;
 mod types;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use targets::{ActuationNotice, DueTarget, ScaleTarget, Targets};
 pub use types::{
     Deletion, InstanceCounts, LoginFailures, NewInstance, Owned, Page, PageRequest,
     PoolConnections, SeriesBucket, SeriesDecision,
@@ -349,6 +351,7 @@ pub trait Store:
     + WebhookOutbox
     + Logins
     + Retention
+    + Targets
     + 'static
 {
 }
@@ -365,6 +368,7 @@ impl<T> Store for T where
         + WebhookOutbox
         + Logins
         + Retention
+        + Targets
         + 'static
 {
 }

@@ -38,6 +38,7 @@ mod metrics;
 mod retention;
 mod scaling;
 mod series;
+mod targets;
 mod users;
 mod webhooks;
 
