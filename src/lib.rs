@@ -14,6 +14,7 @@ pub mod config;
 pub mod http;
 pub mod jobs;
 pub mod model;
+pub mod policy;
 pub mod scaling;
 pub mod signals;
 pub mod store;

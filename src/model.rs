@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::scaling::PolicyPatch;
+use crate::policy::PolicyPatch;
 
 /// A registered account.
 #[derive(Debug, Clone)]

@@ -15,7 +15,6 @@ use uuid::Uuid;
 pub use kind::{PerKind, SourceKind};
 
 use crate::model::NewMetric;
-use crate::store::CollectionStatus;
 
 /// An instance due for collection.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +29,16 @@ pub struct CollectTarget {
     /// Timestamp of the newest sample already stored from this source; anything
     /// at or before it is not stored again.
     pub last_collected_at: Option<DateTime<Utc>>,
+}
+
+/// The outcome of collecting one instance, recorded on its row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionStatus {
+    pub instance: Uuid,
+    /// Newest timestamp now stored for it (unchanged when `None`).
+    pub last_collected_at: Option<DateTime<Utc>>,
+    /// Why the collection failed; `None` clears an earlier error.
+    pub error: Option<String>,
 }
 
 /// What collecting one instance produced.

@@ -15,10 +15,10 @@ use super::extract::{ApiJson, AuthUser};
 use super::instances::owned_instance;
 use super::route::{ApiRouter, Endpoints};
 use super::{ApiError, AppState};
-use crate::jobs::effective_policy;
 use crate::model::Instance;
+use crate::policy::{Policy, PolicyChange, PolicyPatch};
+use crate::scaling::Sample;
 use crate::scaling::replay::{Replay, ReplayAction, ReplaySummary};
-use crate::scaling::{Policy, PolicyPatch, Sample};
 
 pub(super) fn routes() -> ApiRouter {
     ApiRouter::new()
@@ -45,7 +45,7 @@ pub struct PolicyResponse {
 fn policy_response(state: &AppState, instance: &Instance) -> PolicyResponse {
     PolicyResponse {
         instance_id: instance.instance_id.clone(),
-        policy: effective_policy(&state.settings.policy, instance.policy.as_ref()),
+        policy: Policy::resolve(&state.settings.policy, instance.policy.as_ref()),
         is_default: instance.policy.is_none(),
     }
 }
@@ -74,13 +74,14 @@ async fn store_policy(
     instance: Instance,
     patch: Option<PolicyPatch>,
 ) -> Result<Json<PolicyResponse>, ApiError> {
-    let defaults = &state.settings.policy;
-    let before = effective_policy(defaults, instance.policy.as_ref());
-    let after = match &patch {
-        Some(p) => p.apply_over(defaults)?,
-        None => defaults.clone(),
-    };
-    let reset_shadow = before.mode != after.mode;
+    let PolicyChange {
+        policy: after,
+        reset_shadow,
+    } = PolicyChange::new(
+        &state.settings.policy,
+        instance.policy.as_ref(),
+        patch.as_ref(),
+    )?;
     if !state
         .store
         .set_policy(instance.id, patch.as_ref(), reset_shadow)
@@ -275,7 +276,7 @@ pub async fn backtest(
 ) -> Result<Json<BacktestResponse>, ApiError> {
     let request = BacktestRequest::parse(&body, Utc::now())?;
     let instance = owned_instance(&state, user.id, &instance_id).await?;
-    let current = effective_policy(&state.settings.policy, instance.policy.as_ref());
+    let current = Policy::resolve(&state.settings.policy, instance.policy.as_ref());
     let candidate = match &request.patch {
         Some(p) => p.apply_over(&current)?,
         None => current.clone(),

@@ -19,8 +19,9 @@ use tracing::{Instrument, Span};
 use uuid::Uuid;
 
 use crate::collect::{CollectTarget, Collected, MetricSource, PerKind, Sources};
+use crate::policy::Policy;
 use crate::scaling::record::ScalingOutcome;
-use crate::scaling::{Decision, Policy, PolicyPatch, Sample};
+use crate::scaling::{Decision, Sample};
 use crate::signals::{Signals, TickOutcome};
 use crate::store::{Collection, Retention, Scaling, Store, StoreResult};
 
@@ -116,20 +117,6 @@ async fn collect_some(
     }
 }
 
-/// The policy an instance is decided under: its own fields over the defaults. A
-/// stored patch that the defaults have since made invalid (say `min_level` above a
-/// lowered `MAX_SCALE_LEVEL`) falls back to the defaults, loudly.
-pub fn effective_policy(defaults: &Policy, own: Option<&PolicyPatch>) -> Policy {
-    match own.map(|patch| patch.apply_over(defaults)) {
-        None => defaults.clone(),
-        Some(Ok(policy)) => policy,
-        Some(Err(e)) => {
-            tracing::warn!(error = %e, "stored policy no longer valid over the defaults; using the defaults");
-            defaults.clone()
-        }
-    }
-}
-
 /// Evaluates every monitored instance not yet evaluated in the tick `now` falls in,
 /// each under its own policy, and persists decisions and level changes batch by
 /// batch (see [`ScalingOutcome::decide`] and `scaling::record` for what is written).
@@ -148,7 +135,7 @@ pub async fn run_scaling_tick(
         }
         let policies: Vec<Policy> = candidates
             .iter()
-            .map(|c| effective_policy(policy, c.policy.as_ref()))
+            .map(|c| Policy::resolve(policy, c.policy.as_ref()))
             .collect();
         // One window read per distinct window length (usually one or two).
         let mut by_length: HashMap<chrono::TimeDelta, Vec<Uuid>> = HashMap::new();

@@ -26,14 +26,13 @@ use uuid::Uuid;
 use crate::model::OutlierType;
 
 mod iqr;
-mod policy;
 mod reason;
 pub mod record;
 pub mod replay;
 #[cfg(test)]
 mod tests;
 
-pub use policy::{Policy, PolicyError, PolicyMode, PolicyPatch, VoteWeights};
+pub use crate::policy::{Policy, PolicyError, PolicyMode, PolicyPatch, VoteWeights};
 use reason::{Bound, Cause, Hot, Load, Reason, Span};
 
 /// What the engine needs to know about an instance.
@@ -430,7 +429,7 @@ impl Tally {
 /// Fewest of `total` samples that make up `ratio` of them. The small slack absorbs
 /// float error in `ratio × total` (0.8 × 5 must need 4, not 5); a real share that
 /// close above a whole count cannot be set through the validated API anyway.
-fn needed_count(ratio: f64, total: usize) -> usize {
+pub(crate) fn needed_count(ratio: f64, total: usize) -> usize {
     let exact = ratio * total as f64;
     let needed = (exact - 1e-9 * exact.abs().max(1.0)).ceil();
     // At least one sample, and `as` saturates NaN and infinities for absurd ratios.

@@ -9,9 +9,23 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Decision, Evaluation, InstanceState, Policy, PolicyMode, Sample, decide_scaling};
+use super::{Decision, Evaluation, InstanceState, Sample, decide_scaling};
 use crate::model::{DecisionRecord, OutlierType};
-use crate::store::ScalingCandidate;
+use crate::policy::{Policy, PolicyMode, PolicyPatch};
+
+/// An instance claimed for one scaling tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalingCandidate {
+    pub id: Uuid,
+    pub level: i32,
+    pub last_action_at: Option<DateTime<Utc>>,
+    pub last_decision: Option<Decision>,
+    /// The instance's own policy fields, if any.
+    pub policy: Option<PolicyPatch>,
+    /// The dry run's shadow state.
+    pub recommended_level: i32,
+    pub recommended_action_at: Option<DateTime<Utc>>,
+}
 
 /// What the engine decided for one claimed instance.
 #[derive(Debug, Clone, PartialEq)]

@@ -26,14 +26,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::collect::CollectTarget;
+use crate::collect::{CollectTarget, CollectionStatus};
 use crate::model::{
     DecisionRecord, DeliveryAttempt, DueEvent, Instance, Metric, NewMetric, NewWebhook, User,
     Webhook, WebhookDelivery,
 };
-pub use crate::scaling::record::ScalingOutcome;
-use crate::scaling::record::ScalingWrites;
-use crate::scaling::{Decision, PolicyPatch, Sample};
+use crate::policy::PolicyPatch;
+use crate::scaling::Sample;
+use crate::scaling::record::{ScalingCandidate, ScalingOutcome, ScalingWrites};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,30 +78,6 @@ impl From<sqlx::Error> for StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// The outcome of collecting one instance, recorded on its row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CollectionStatus {
-    pub instance: Uuid,
-    /// Newest timestamp now stored for it (unchanged when `None`).
-    pub last_collected_at: Option<DateTime<Utc>>,
-    /// Why the collection failed; `None` clears an earlier error.
-    pub error: Option<String>,
-}
-
-/// An instance claimed for one scaling tick.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScalingCandidate {
-    pub id: Uuid,
-    pub level: i32,
-    pub last_action_at: Option<DateTime<Utc>>,
-    pub last_decision: Option<Decision>,
-    /// The instance's own policy fields, if any.
-    pub policy: Option<PolicyPatch>,
-    /// The dry run's shadow state.
-    pub recommended_level: i32,
-    pub recommended_action_at: Option<DateTime<Utc>>,
-}
 
 /// Readiness and the gauges.
 #[async_trait]

@@ -12,11 +12,12 @@ use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
-use super::{ScalingCandidate, SeriesBucket, SeriesDecision};
+use super::{SeriesBucket, SeriesDecision};
 use crate::collect::{CollectTarget, SourceKind};
 use crate::model::{
     DecisionRecord, DueEvent, Instance, Metric, OutlierType, User, Webhook, WebhookDelivery,
 };
+use crate::scaling::record::ScalingCandidate;
 use crate::scaling::{Decision, Sample};
 
 /// An id column: `uuid` on PostgreSQL, its hyphenated text on SQLite.

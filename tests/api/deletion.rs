@@ -1,8 +1,9 @@
 //! Deleting instances, and replacing an instance's metrics all or nothing.
 
+use autoscaler::collect::CollectionStatus;
 use autoscaler::model::{MetricSource, NewMetric};
+use autoscaler::scaling::record::ScalingOutcome;
 use autoscaler::scaling::{Decision, Evaluation, Votes};
-use autoscaler::store::{CollectionStatus, ScalingOutcome};
 use autoscaler::testing::TestReads;
 use chrono::{TimeDelta, Utc};
 use reqwest::{Method, StatusCode};

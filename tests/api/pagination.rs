@@ -1,8 +1,8 @@
 //! Paging through metrics and decisions: `?page=&page_size=` beside the contract's
 //! `?limit=`, and the `pagination` block on every answer.
 
+use autoscaler::scaling::record::ScalingOutcome;
 use autoscaler::scaling::{Decision, Evaluation, Votes};
-use autoscaler::store::ScalingOutcome;
 use autoscaler::testing::TestReads;
 use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::StatusCode;

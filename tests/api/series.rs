@@ -1,8 +1,8 @@
 //! The chart data: `GET /api/metrics/{instance_id}/series`.
 
 use autoscaler::model::{MetricSource, NewMetric};
+use autoscaler::scaling::record::ScalingOutcome;
 use autoscaler::scaling::{Decision, Evaluation, Votes};
-use autoscaler::store::ScalingOutcome;
 use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::json;

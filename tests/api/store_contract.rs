@@ -1,10 +1,10 @@
 //! The storage contract, run against both stores through `app.store`.
 
+use autoscaler::collect::CollectionStatus;
 use autoscaler::model::{MetricSource, NewMetric};
+use autoscaler::scaling::record::{ScalingCandidate, ScalingOutcome};
 use autoscaler::scaling::{Decision, Evaluation, Votes};
-use autoscaler::store::{
-    CollectionStatus, InstanceCounts, NewInstance, ScalingOutcome, Store, StoreError,
-};
+use autoscaler::store::{InstanceCounts, NewInstance, Store, StoreError};
 use autoscaler::testing::TestReads;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use uuid::Uuid;
@@ -281,7 +281,7 @@ on_both_databases! {
         instance(store, owner, "mock-off").await;
         store.set_monitoring(watched, true).await.unwrap();
         store.set_monitoring(also_watched, true).await.unwrap();
-        let ids = |c: Vec<autoscaler::store::ScalingCandidate>| {
+        let ids = |c: Vec<ScalingCandidate>| {
             let mut ids: Vec<Uuid> = c.into_iter().map(|c| c.id).collect();
             ids.sort();
             ids

@@ -5,9 +5,8 @@ use uuid::Uuid;
 
 use super::metrics::MetricColumns;
 use super::{Locked, PostgresStore, add_counts};
-use crate::collect::CollectTarget;
+use crate::collect::{CollectTarget, CollectionStatus};
 use crate::model::{Metric, NewMetric};
-use crate::store::CollectionStatus;
 use crate::store::row::{self, CollectRow};
 use crate::store::{Collection, StoreResult};
 

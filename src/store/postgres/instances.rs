@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::PostgresStore;
 use crate::model::Instance;
-use crate::scaling::PolicyPatch;
+use crate::policy::PolicyPatch;
 use crate::store::row::InstanceRow;
 use crate::store::{Deletion, InstanceCounts, Instances, NewInstance, StoreResult};
 

@@ -8,8 +8,7 @@ use super::webhooks::queue_decision_events;
 use super::{Locked, PostgresStore, WindowRow};
 use crate::model::DecisionRecord;
 use crate::scaling::Sample;
-use crate::scaling::record::{LevelChange, ScalingWrites};
-use crate::store::ScalingCandidate;
+use crate::scaling::record::{LevelChange, ScalingCandidate, ScalingWrites};
 use crate::store::row::{self, ScaleRow};
 use crate::store::{Scaling, StoreResult};
 

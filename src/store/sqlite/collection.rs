@@ -5,9 +5,8 @@ use serde_json::json;
 
 use super::metrics::insert_metric_rows;
 use super::{SqliteStore, micros};
-use crate::collect::CollectTarget;
+use crate::collect::{CollectTarget, CollectionStatus};
 use crate::model::{Metric, NewMetric};
-use crate::store::CollectionStatus;
 use crate::store::row::{self, CollectRow};
 use crate::store::{Collection, StoreResult};
 

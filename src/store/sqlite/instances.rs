@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{SqliteStore, convert, micros};
 use crate::model::Instance;
-use crate::scaling::PolicyPatch;
+use crate::policy::PolicyPatch;
 use crate::store::row::InstanceRow;
 use crate::store::{Deletion, InstanceCounts, Instances, NewInstance, StoreResult};
 

@@ -8,8 +8,7 @@ use uuid::Uuid;
 use super::webhooks::queue_decision_events;
 use super::{SqliteStore, decode_error, micros};
 use crate::scaling::Sample;
-use crate::scaling::record::ScalingWrites;
-use crate::store::ScalingCandidate;
+use crate::scaling::record::{ScalingCandidate, ScalingWrites};
 use crate::store::row::{self, Id, ScaleRow, Time};
 use crate::store::{Scaling, StoreResult};
 

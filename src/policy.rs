@@ -1,4 +1,7 @@
-//! The engine's tunables as data, and their validation.
+//! The engine's tunables as data, their validation, and the rules of an instance's
+//! policy: how its own fields resolve over the defaults ([`Policy::resolve`]) and
+//! what changing them does ([`PolicyChange`]). A ground-floor module: it imports
+//! nothing of the crate, so `model`, `scaling`, `store` and `http` all use it.
 //!
 //! [`Policy`] is what the engine decides under; its JSON (the API's field names) is
 //! what a stored per-instance policy looks like. [`PolicyPatch`] is a partial update,
@@ -418,6 +421,52 @@ impl<'de> Deserialize<'de> for PolicyPatch {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
         PolicyPatch::from_json(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Policy {
+    /// The policy an instance is decided under: its own fields over the defaults. A
+    /// stored patch that the defaults have since made invalid (say `min_level` above a
+    /// lowered `MAX_SCALE_LEVEL`) falls back to the defaults, loudly.
+    pub fn resolve(defaults: &Policy, own: Option<&PolicyPatch>) -> Policy {
+        match own.map(|patch| patch.apply_over(defaults)) {
+            None => defaults.clone(),
+            Some(Ok(policy)) => policy,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "stored policy no longer valid over the defaults; using the defaults");
+                defaults.clone()
+            }
+        }
+    }
+}
+
+/// What setting an instance's own fields does: the policy then in force, and
+/// whether the dry run's shadow state starts again from the real one. A change of
+/// mode resets the shadow: a dry run that starts follows the real level from now
+/// on, rather than a shadow left behind by an earlier one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyChange {
+    pub policy: Policy,
+    pub reset_shadow: bool,
+}
+
+impl PolicyChange {
+    /// Going from the instance's `current` fields to `next` (`None`: the defaults);
+    /// an error when `next` is not valid over the defaults.
+    pub fn new(
+        defaults: &Policy,
+        current: Option<&PolicyPatch>,
+        next: Option<&PolicyPatch>,
+    ) -> Result<Self, PolicyError> {
+        let before = Policy::resolve(defaults, current);
+        let policy = match next {
+            Some(p) => p.apply_over(defaults)?,
+            None => defaults.clone(),
+        };
+        Ok(PolicyChange {
+            reset_shadow: before.mode != policy.mode,
+            policy,
+        })
     }
 }
 

@@ -599,3 +599,45 @@ fn the_documented_fields_are_the_validated_ones() {
         }
     }
 }
+
+#[test]
+fn a_change_of_mode_resets_the_shadow_and_nothing_else_does() {
+    let defaults = Policy::default();
+    let dry = PolicyPatch::from_json(&json!({"mode": "dry_run"})).unwrap();
+    let dry_hot =
+        PolicyPatch::from_json(&json!({"mode": "dry_run", "scale_up_cpu_above": 70})).unwrap();
+    let change = |current: Option<&PolicyPatch>, next: Option<&PolicyPatch>| {
+        PolicyChange::new(&defaults, current, next)
+            .unwrap()
+            .reset_shadow
+    };
+    assert!(change(None, Some(&dry)), "enforce to dry run");
+    assert!(
+        change(Some(&dry), None),
+        "dry run back to the defaults' enforce"
+    );
+    assert!(
+        !change(Some(&dry), Some(&dry_hot)),
+        "a threshold within one mode"
+    );
+    assert!(!change(None, None));
+    let after = PolicyChange::new(&defaults, None, Some(&dry_hot))
+        .unwrap()
+        .policy;
+    assert_eq!(
+        (after.mode, after.scale_up_cpu_above),
+        (PolicyMode::DryRun, 70.0)
+    );
+}
+
+#[test]
+fn a_stored_patch_the_defaults_no_longer_allow_resolves_to_the_defaults() {
+    let own = PolicyPatch::from_json(&json!({"min_level": 5})).unwrap();
+    let lowered = Policy {
+        max_level: 3,
+        ..Policy::default()
+    };
+    assert_eq!(Policy::resolve(&lowered, Some(&own)), lowered);
+    assert_eq!(Policy::resolve(&lowered, None), lowered);
+    assert_eq!(Policy::resolve(&Policy::default(), Some(&own)).min_level, 5);
+}
