@@ -9,6 +9,11 @@ use rand::RngExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use chrono::TimeDelta;
+
+use crate::actuate::aws::AsgCloud;
+use crate::actuate::kube::KubeCloud;
+use crate::actuate::{Cloud, Clouds, Timing};
 use crate::auth::{self, JwtKeys, LoginLimiter};
 use crate::collect::cloudwatch::CloudWatchSource;
 use crate::collect::mock::MockSource;
@@ -16,6 +21,7 @@ use crate::collect::{LazySource, MetricSource, SourceKind, Sources};
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::jobs::Jobs;
+use crate::jobs::actuation::{self, Actuator, WriteLimiter};
 use crate::signals::Signals;
 use crate::store::{self, PoolSettings, Store};
 use crate::webhooks::{self, Deliverer};
@@ -31,6 +37,35 @@ fn sources() -> Sources {
     })
 }
 
+/// The clouds scale targets live in: Auto Scaling through the standard AWS chain
+/// (and `AWS_ENDPOINT_URL`), Kubernetes through `KUBECONFIG` or kubectl's inference.
+/// A server without Kubernetes configuration refuses Kubernetes targets.
+pub async fn clouds(settings: &Settings, signals: &Arc<Signals>) -> Clouds {
+    let log = actuation::call_log(signals.clone());
+    let aws = Arc::new(AsgCloud::from_env(log.clone()).await) as Arc<dyn Cloud>;
+    let config = match &settings.kubeconfig {
+        Some(path) => kube_config_from(path).await,
+        None => ::kube::Config::infer().await.map_err(|e| e.to_string()),
+    };
+    let kubernetes = match config.and_then(|c| KubeCloud::from_config(c, log)) {
+        Ok(cloud) => Some(Arc::new(cloud) as Arc<dyn Cloud>),
+        Err(e) => {
+            tracing::info!("Kubernetes not configured, so Kubernetes targets are refused: {e}");
+            None
+        }
+    };
+    Clouds { aws, kubernetes }
+}
+
+/// The configuration of the kubeconfig at `path` (its current context).
+pub async fn kube_config_from(path: &std::path::Path) -> Result<::kube::Config, String> {
+    let file = ::kube::config::Kubeconfig::read_from(path)
+        .map_err(|e| format!("KUBECONFIG={}: {e}", path.display()))?;
+    ::kube::Config::from_custom_kubeconfig(file, &Default::default())
+        .await
+        .map_err(|e| format!("KUBECONFIG={}: {e}", path.display()))
+}
+
 /// A built application: listener bound, database migrated, ready to serve.
 pub struct Application {
     listener: TcpListener,
@@ -42,6 +77,18 @@ impl Application {
     /// Connects to the database (retrying with backoff while it is unreachable),
     /// applies migrations, loads the JWT secret and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let signals = Arc::new(Signals::new());
+        let clouds = clouds(&settings, &signals).await;
+        Self::build_with(settings, clouds, signals).await
+    }
+
+    /// As [`Application::build`], with the given clouds (tests point them at fakes)
+    /// recording into `signals`.
+    pub async fn build_with(
+        settings: Settings,
+        clouds: Clouds,
+        signals: Arc<Signals>,
+    ) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let store = connect_with_retry(&settings).await?;
         let secret = jwt_secret(&settings)?;
@@ -61,7 +108,8 @@ impl Application {
                 auth::LOGIN_WINDOW,
             ),
             settings: settings.clone(),
-            signals: Arc::new(Signals::new()),
+            signals,
+            clouds,
         };
         Ok(Application {
             listener,
@@ -99,6 +147,21 @@ impl Application {
                 metrics_retention_days: self.settings.metrics_retention_days,
                 decisions_retention_days: self.settings.decisions_retention_days,
                 signals: self.state.signals.clone(),
+                actuator: Arc::new(Actuator {
+                    clouds: self.state.clouds.clone(),
+                    defaults: self.settings.policy.clone(),
+                    timing: Timing {
+                        resync: TimeDelta::from_std(self.settings.actuation_resync)
+                            .unwrap_or(TimeDelta::seconds(60)),
+                        converge_timeout: TimeDelta::from_std(
+                            self.settings.actuation_converge_timeout,
+                        )
+                        .unwrap_or(TimeDelta::seconds(900)),
+                        ..Timing::default()
+                    },
+                    limiter: WriteLimiter::new(self.settings.actuation_writes_per_second),
+                    signals: self.state.signals.clone(),
+                }),
             }
             .spawn(cancel.clone())
         } else {

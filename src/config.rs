@@ -45,6 +45,15 @@ pub struct Settings {
     pub metrics_token: Option<String>,
     /// Let webhooks reach loopback and private addresses (tests, private deployments).
     pub webhook_allow_private_networks: bool,
+    /// Scale-target writes allowed per second to each region or cluster.
+    pub actuation_writes_per_second: u32,
+    /// Every scale target is read at least this often (drift detection).
+    pub actuation_resync: Duration,
+    /// A write whose capacity has not arrived after this long fails the target.
+    pub actuation_converge_timeout: Duration,
+    /// The kubeconfig to use; unset, the standard inference (`~/.kube/config`, then
+    /// the in-cluster service account).
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl Settings {
@@ -136,6 +145,21 @@ impl Settings {
                     bail!("WEBHOOK_ALLOW_PRIVATE_NETWORKS must be true or false (got {v:?})")
                 }
             },
+            actuation_writes_per_second: parse("ACTUATION_WRITES_PER_SECOND", 10, 1, 100_000)?
+                as u32,
+            actuation_resync: Duration::from_secs(parse(
+                "ACTUATION_RESYNC_SECONDS",
+                60,
+                1,
+                86_400,
+            )?),
+            actuation_converge_timeout: Duration::from_secs(parse(
+                "ACTUATION_CONVERGE_TIMEOUT_SECONDS",
+                900,
+                1,
+                86_400,
+            )?),
+            kubeconfig: var("KUBECONFIG").map(PathBuf::from),
         })
     }
 
@@ -191,6 +215,9 @@ mod tests {
             ("DATABASE_URL", "mysql://x"),
             ("JWT_SECRET_KEY", "short"),
             ("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "maybe"),
+            ("ACTUATION_WRITES_PER_SECOND", "0"),
+            ("ACTUATION_RESYNC_SECONDS", "soon"),
+            ("ACTUATION_CONVERGE_TIMEOUT_SECONDS", "0"),
         ] {
             let err = settings(&[(name, value)]).unwrap_err();
             assert!(format!("{err:#}").contains(name), "{name}={value}: {err:#}");

@@ -26,6 +26,27 @@ pub struct Signals {
     monitored_instances: Gauge,
     pool_connections: Family<PoolLabels, Gauge>,
     webhook_deliveries: Family<OutcomeLabels, Counter>,
+    actuations: Family<ActuationLabels, Counter>,
+    cloud_requests: Family<CloudLabels, Counter>,
+    scale_targets: Family<StateLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActuationLabels {
+    kind: &'static str,
+    event: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CloudLabels {
+    kind: &'static str,
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -162,6 +183,18 @@ impl Signals {
             "autoscaler_webhook_deliveries",
             "Webhook delivery attempts, by outcome (delivered, retrying or failed)",
         );
+        let actuations = metrics.add(
+            "autoscaler_actuations",
+            "What the actuation worker did to scale targets, by target kind and event",
+        );
+        let cloud_requests = metrics.add(
+            "autoscaler_cloud_requests",
+            "Calls to the clouds' APIs, by target kind, operation and outcome (ok or the failure class)",
+        );
+        let scale_targets = metrics.add(
+            "autoscaler_scale_targets",
+            "Scale targets by state, across all users",
+        );
         registry.register(
             "autoscaler_build",
             "The running build",
@@ -180,6 +213,9 @@ impl Signals {
             monitored_instances,
             pool_connections,
             webhook_deliveries,
+            actuations,
+            cloud_requests,
+            scale_targets,
         }
     }
 
@@ -235,6 +271,45 @@ impl Signals {
         self.webhook_deliveries
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
+    }
+
+    /// One event of a scale target of `kind` (`aws_asg`, `kubernetes`).
+    pub fn record_actuation(&self, kind: &'static str, event: &'static str) {
+        self.actuations
+            .get_or_create(&ActuationLabels { kind, event })
+            .inc();
+    }
+
+    /// One call to a cloud's API and how it ended.
+    pub fn record_cloud_request(
+        &self,
+        kind: &'static str,
+        operation: &'static str,
+        outcome: &'static str,
+    ) {
+        self.cloud_requests
+            .get_or_create(&CloudLabels {
+                kind,
+                operation,
+                outcome,
+            })
+            .inc();
+    }
+
+    /// The scale targets in each state, sampled at scrape time (every state is
+    /// set, so a state that empties reads 0).
+    pub fn set_target_states(&self, counts: &[(crate::actuate::TargetState, i64)]) {
+        for state in crate::actuate::TargetState::ALL {
+            let n = counts
+                .iter()
+                .find(|(s, _)| *s == state)
+                .map_or(0, |(_, n)| *n);
+            self.scale_targets
+                .get_or_create(&StateLabels {
+                    state: state.as_str(),
+                })
+                .set(n);
+        }
     }
 
     /// Values sampled at scrape time.

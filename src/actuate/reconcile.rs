@@ -638,3 +638,24 @@ impl ClaimedTarget {
         }
     }
 }
+
+/// The reason of an evaluation held while a target waits for capacity.
+pub fn hold_reason(spec: &TargetSpec, state: TargetState, progress: &Progress) -> String {
+    let target = spec.target.describe();
+    let capacity = progress.desired_capacity.map_or_else(
+        || "the new capacity".to_owned(),
+        |c| format!("capacity {c}"),
+    );
+    let what = match state {
+        TargetState::Converging => format!(
+            "{target} is converging to {capacity} (it has {})",
+            progress.observed_capacity.unwrap_or_default()
+        ),
+        TargetState::Blocked => format!(
+            "{target} is blocked: {}",
+            progress.message.as_deref().unwrap_or("waiting")
+        ),
+        _ => format!("{target} has a change waiting to be written"),
+    };
+    format!("Waiting for the scale target: {what}; no new decision until it settles")
+}

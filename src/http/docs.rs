@@ -25,6 +25,7 @@ use super::{error, simulate};
         (name = "metrics", description = "Metrics, scaling decisions and load simulation"),
         (name = "policies", description = "Per-instance scaling policies, dry runs and backtests"),
         (name = "webhooks", description = "Signed scaling events POSTed to your URLs"),
+        (name = "targets", description = "Scale targets: the Auto Scaling group or Kubernetes workload an instance's level drives"),
     )
 )]
 pub struct ApiDoc;

@@ -62,6 +62,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("Too many failed login attempts; try again in {retry_after} seconds")]
     TooManyRequests { retry_after: u64 },
+    /// A cloud API we depend on failed or refused us.
+    #[error("{0}")]
+    BadGateway(String),
     /// The server is overloaded or its database is unreachable; the client may retry.
     #[error("{0}")]
     Unavailable(String),
@@ -112,6 +115,10 @@ messages! {
     webhook_not_found => NotFound("Webhook not found");
     /// 404 for an instance id nobody registered (or that was deleted).
     instance_not_found => NotFound("Instance not found");
+    /// 404 for the scale target of an instance that has none.
+    target_not_found => NotFound("This instance has no scale target");
+    /// 409 for a group or workload another instance already drives.
+    target_taken => Conflict("Another instance already drives this group or workload");
     /// 405 for a route that exists with other methods.
     method_not_allowed => MethodNotAllowed("Method not allowed");
     /// 409 for registering an email that already has an account.
@@ -154,6 +161,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

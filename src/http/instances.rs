@@ -13,6 +13,7 @@ use super::error::{BodyErrors, ErrorBody, InstanceErrors, OnConflict};
 use super::extract::{ApiJson, AuthUser};
 use super::route::{ApiRouter, Endpoints};
 use super::{ApiError, AppState};
+use crate::actuate::TargetState;
 use crate::model::Instance;
 use crate::model::is_aws_region;
 use crate::scaling::{PolicyMode, capacity_for_level};
@@ -62,6 +63,12 @@ pub struct InstanceView {
     /// the current one.
     #[schema(example = 1)]
     pub recommended_scale_level: i32,
+    /// The kind of the instance's scale target (`aws_asg`, `kubernetes`); null without one.
+    #[schema(value_type = Option<String>, example = "aws_asg")]
+    pub target_kind: Option<&'static str>,
+    /// Where its scale target stands (`in_sync`, `converging`, ...); null without one.
+    #[schema(value_type = Option<String>, example = "in_sync")]
+    pub actuation_state: Option<TargetState>,
 }
 
 impl From<Instance> for InstanceView {
@@ -88,6 +95,8 @@ impl From<Instance> for InstanceView {
             last_collection_error: i.last_collection_error,
             policy_mode,
             recommended_scale_level,
+            target_kind: None,
+            actuation_state: None,
         }
     }
 }
@@ -313,8 +322,26 @@ pub async fn list_instances(
     AuthUser(user): AuthUser,
 ) -> Result<Json<InstancesResponse>, ApiError> {
     let instances = state.store.instances_of(user.id).await?;
+    let ids: Vec<Uuid> = instances.iter().map(|i| i.id).collect();
+    let targets: std::collections::HashMap<Uuid, (&'static str, TargetState)> = state
+        .store
+        .targets_of(&ids)
+        .await?
+        .into_iter()
+        .map(|t| (t.instance, (t.spec.target.kind().as_str(), t.state)))
+        .collect();
     Ok(Json(InstancesResponse {
-        instances: instances.into_iter().map(Into::into).collect(),
+        instances: instances
+            .into_iter()
+            .map(|i| {
+                let target = targets.get(&i.id).copied();
+                InstanceView {
+                    target_kind: target.map(|t| t.0),
+                    actuation_state: target.map(|t| t.1),
+                    ..i.into()
+                }
+            })
+            .collect(),
     }))
 }
 

@@ -16,6 +16,7 @@ mod policy;
 mod route;
 mod series;
 mod simulate;
+mod targets;
 mod time;
 mod webhooks;
 
@@ -54,6 +55,8 @@ pub struct AppState {
     pub login_limiter: LoginLimiter,
     /// This application's Prometheus metrics.
     pub signals: Arc<Signals>,
+    /// The clouds scale targets live in (checked live when one is attached).
+    pub clouds: crate::actuate::Clouds,
 }
 
 /// Admission control: at most `permits` requests in flight (others get a fast 503
@@ -88,6 +91,7 @@ fn api() -> route::ApiRouter {
         series::routes(),
         observe::routes(),
         webhooks::routes(),
+        targets::routes(),
     ]
     .into_iter()
     .fold(

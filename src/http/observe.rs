@@ -130,6 +130,11 @@ pub async fn metrics(
     state
         .signals
         .set_gauges(monitored, state.store.pool_connections());
+    if let Ok(Ok(states)) =
+        tokio::time::timeout(GAUGE_QUERY_TIMEOUT, state.store.targets_by_state()).await
+    {
+        state.signals.set_target_states(&states);
+    }
     Ok((
         [(header::CONTENT_TYPE, signals::CONTENT_TYPE)],
         state.signals.render(),

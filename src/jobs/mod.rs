@@ -6,6 +6,8 @@
 //! per slot, so any number of replicas can run these loops against one PostgreSQL
 //! database and share the work. Each tick is a public function tests call directly.
 
+pub mod actuation;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,12 +20,13 @@ use tracing::field::Empty;
 use tracing::{Instrument, Span};
 use uuid::Uuid;
 
+use crate::actuate::reconcile::hold_reason;
 use crate::collect::{CollectTarget, Collected, MetricSource, PerKind, Sources};
-use crate::policy::Policy;
+use crate::policy::{Policy, PolicyMode};
 use crate::scaling::record::ScalingOutcome;
 use crate::scaling::{Decision, Sample};
 use crate::signals::{Signals, TickOutcome};
-use crate::store::{Collection, Retention, Scaling, Store, StoreResult};
+use crate::store::{Collection, Retention, Scaling, Store, StoreResult, Targets};
 
 /// Instances claimed, read and written per round trip.
 pub const BATCH_SIZE: i64 = 1000;
@@ -121,7 +124,7 @@ async fn collect_some(
 /// each under its own policy, and persists decisions and level changes batch by
 /// batch (see [`ScalingOutcome::decide`] and `scaling::record` for what is written).
 pub async fn run_scaling_tick(
-    store: &dyn Scaling,
+    store: &(impl Scaling + Targets + ?Sized),
     policy: &Policy,
     interval: Duration,
     now: DateTime<Utc>,
@@ -148,12 +151,26 @@ pub async fn run_scaling_tick(
                 windows.entry(instance).or_default().push(sample);
             }
         }
+        // Instances whose scale target still waits for capacity decide nothing new,
+        // so decisions don't stack on capacity that hasn't arrived.
+        let ids: Vec<Uuid> = candidates.iter().map(|c| c.id).collect();
+        let holding: HashMap<Uuid, String> = store
+            .holding_targets(&ids)
+            .await?
+            .into_iter()
+            .map(|t| (t.instance, hold_reason(&t.spec, t.state, &t.progress)))
+            .collect();
         let outcomes: Vec<ScalingOutcome> = candidates
             .iter()
             .zip(&policies)
             .map(|(c, policy)| {
                 let window = windows.get(&c.id).map(Vec::as_slice).unwrap_or_default();
-                ScalingOutcome::decide(c, policy, window, now)
+                match holding.get(&c.id) {
+                    Some(reason) if policy.mode == PolicyMode::Enforce => {
+                        ScalingOutcome::waiting(c, window, now, reason)
+                    }
+                    _ => ScalingOutcome::decide(c, policy, window, now),
+                }
             })
             .collect();
         report.instances += outcomes.len();
@@ -223,7 +240,13 @@ pub struct Jobs {
     pub decisions_retention_days: i64,
     /// Where ticks report their durations, outcomes and counts.
     pub signals: Arc<Signals>,
+    /// The scale-target worker's clouds, limits and timing.
+    pub actuator: Arc<actuation::Actuator>,
 }
+
+/// How often the actuation worker looks for due targets: a decision reaches its
+/// target within about this long.
+pub const ACTUATION_POLL: Duration = Duration::from_millis(500);
 
 /// How often retention runs.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
@@ -294,6 +317,16 @@ impl Jobs {
         Ok(())
     }
 
+    async fn actuate(self: Arc<Self>, now: DateTime<Utc>) -> StoreResult<()> {
+        let report =
+            actuation::run_actuation_pass(self.store.as_ref(), &self.actuator, now).await?;
+        let span = Span::current();
+        span.record("instances", report.targets);
+        span.record("actions", report.writes);
+        span.record("rows", report.events);
+        Ok(())
+    }
+
     /// Starts the loops; they stop, each after its in-flight tick, once `cancel` fires.
     pub fn spawn(self, cancel: CancellationToken) -> Vec<JoinHandle<()>> {
         let jobs = Arc::new(self);
@@ -314,6 +347,9 @@ impl Jobs {
             ),
             every(RETENTION_INTERVAL, "retention", &jobs, &cancel, |j, now| {
                 Box::pin(j.retain(now))
+            }),
+            every(ACTUATION_POLL, "actuation", &jobs, &cancel, |j, now| {
+                Box::pin(j.actuate(now))
             }),
         ]
     }

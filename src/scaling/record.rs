@@ -206,6 +206,99 @@ impl ScalingWrites {
     }
 }
 
+impl ScalingOutcome {
+    /// A `no_action` for an instance whose scale target still waits for capacity:
+    /// nothing is decided on top of a change that has not arrived.
+    pub fn waiting(
+        candidate: &ScalingCandidate,
+        window: &[Sample],
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Self {
+        ScalingOutcome {
+            instance: candidate.id,
+            level_before: candidate.level,
+            evaluation: Evaluation {
+                decision: Decision::NoAction,
+                reason: reason.to_owned(),
+                new_level: candidate.level,
+                votes: Default::default(),
+                outlier: None,
+                latest: window.iter().max_by_key(|s| s.timestamp).cloned(),
+            },
+            record: candidate.last_decision != Some(Decision::NoAction),
+            decided_at: now,
+            dry_run: false,
+        }
+    }
+}
+
+/// What scale targets take from a batch: the new desired level of each instance
+/// whose enforced change took effect. A dry run moves no target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetLevel {
+    pub instance: Uuid,
+    pub level: i32,
+    pub at: DateTime<Utc>,
+}
+
+impl ScalingWrites {
+    /// The desired levels for the instances' scale targets, `applied` holding the
+    /// instances whose change took effect.
+    pub fn target_levels(&self, applied: &HashSet<Uuid>) -> Vec<TargetLevel> {
+        self.changes
+            .iter()
+            .filter(|c| !c.dry_run && applied.contains(&c.instance))
+            .map(|c| TargetLevel {
+                instance: c.instance,
+                level: c.after,
+                at: c.at,
+            })
+            .collect()
+    }
+
+    /// The writes of adopting an outside change of a scale target: the instance's
+    /// level moves from `before` to `after` (if it still is at `before`), recorded as
+    /// a decision whose reason names the change, and its cooldown starts.
+    pub fn adopted(
+        instance: Uuid,
+        before: i32,
+        after: i32,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let decision = if after > before {
+            Decision::ScaleUp
+        } else {
+            Decision::ScaleDown
+        };
+        ScalingWrites {
+            changes: vec![LevelChange {
+                instance,
+                before,
+                after,
+                at,
+                dry_run: false,
+            }],
+            decisions: vec![DecisionRecord {
+                id: Uuid::now_v7(),
+                instance,
+                timestamp: at,
+                cpu_utilization: None,
+                memory_usage: None,
+                network_in: None,
+                network_out: None,
+                decision: decision.as_str().to_owned(),
+                reason: reason.to_owned(),
+                level_before: before,
+                level_after: after,
+                dry_run: false,
+            }],
+            outliers: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,6 +85,11 @@ pub trait Targets: Send + Sync {
         notices: &[ActuationNotice],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Uuid>>;
+    /// The targets of `instances` (those that have one).
+    async fn targets_of(&self, instances: &[Uuid]) -> StoreResult<Vec<ScaleTarget>>;
+    /// The targets of `instances` whose state holds the engine's decisions
+    /// (pending, blocked, converging): capacity is on its way.
+    async fn holding_targets(&self, instances: &[Uuid]) -> StoreResult<Vec<ScaleTarget>>;
     /// How many targets are in each state, for the gauge.
     async fn targets_by_state(&self) -> StoreResult<Vec<(TargetState, i64)>>;
 }

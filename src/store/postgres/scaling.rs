@@ -112,6 +112,7 @@ impl Scaling for PostgresStore {
         let mut tx = self.pool.begin().await?;
         let locked = Locked::take(&mut tx, &writes.instances()).await?;
         let applied = change_levels(&mut tx, &locked, &writes.changes).await?;
+        super::targets::move_targets(&mut tx, &locked, &writes.target_levels(&applied)).await?;
         let rest = writes.after_changes(&applied);
 
         let records: Vec<&DecisionRecord> = rest

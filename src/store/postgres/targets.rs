@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{Locked, PostgresStore};
 use crate::actuate::reconcile::ActuationRecord;
 use crate::actuate::{Progress, TargetSpec, TargetState, Update};
+use crate::scaling::record::TargetLevel;
 use crate::store::targets::{
     ActuationNotice, ActuationRow, DueRow, DueTarget, ScaleTarget, TargetRow, Targets, cooldowns,
     landed_events, progress_text, spec_text,
@@ -94,6 +95,31 @@ async fn queue_actuation_events(
     .bind(&rows.3)
     .bind(&rows.4)
     .bind(&rows.5)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Moves the desired level of the targets of instances whose enforced change took
+/// effect, in the scaling write's transaction (after its instance locks): due at
+/// once, and pending unless the target only observes.
+pub(super) async fn move_targets(
+    tx: &mut sqlx::PgConnection,
+    _: &Locked,
+    levels: &[TargetLevel],
+) -> StoreResult<()> {
+    if levels.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE scale_targets t SET desired_level = u.level, due_at = u.at,
+             state = CASE WHEN t.state = 'observing' THEN t.state ELSE 'pending' END
+         FROM UNNEST($1::uuid[], $2::int4[], $3::timestamptz[]) AS u(instance, level, at)
+         WHERE t.instance = u.instance AND t.desired_level <> u.level",
+    )
+    .bind(levels.iter().map(|l| l.instance).collect::<Vec<_>>())
+    .bind(levels.iter().map(|l| l.level).collect::<Vec<_>>())
+    .bind(levels.iter().map(|l| l.at).collect::<Vec<_>>())
     .execute(tx)
     .await?;
     Ok(())
@@ -302,6 +328,40 @@ impl Targets for PostgresStore {
         }
         tx.commit().await?;
         Ok(landed.into_iter().collect())
+    }
+
+    async fn targets_of(&self, instances: &[Uuid]) -> StoreResult<Vec<ScaleTarget>> {
+        let rows: Vec<TargetRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            target_columns!("t"),
+            " FROM scale_targets t WHERE t.instance = ANY($1)"
+        ))
+        .bind(instances)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(TargetRow::into_target)
+            .collect())
+    }
+
+    async fn holding_targets(&self, instances: &[Uuid]) -> StoreResult<Vec<ScaleTarget>> {
+        if instances.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<TargetRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            target_columns!("t"),
+            " FROM scale_targets t WHERE t.instance = ANY($1)
+               AND t.state IN ('pending', 'blocked', 'converging')"
+        ))
+        .bind(instances)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(TargetRow::into_target)
+            .collect())
     }
 
     async fn targets_by_state(&self) -> StoreResult<Vec<(TargetState, i64)>> {

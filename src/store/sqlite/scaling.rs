@@ -128,6 +128,7 @@ impl Scaling for SqliteStore {
                 applied.insert(id.0);
             }
         }
+        super::targets::move_targets(&mut tx, &writes.target_levels(&applied)).await?;
         let rest = writes.after_changes(&applied);
 
         if !rest.decisions.is_empty() {

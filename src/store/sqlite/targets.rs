@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{SqliteStore, micros};
 use crate::actuate::reconcile::ActuationRecord;
 use crate::actuate::{Progress, TargetSpec, TargetState, Update};
+use crate::scaling::record::TargetLevel;
 use crate::store::targets::{
     ActuationNotice, ActuationRow, DueRow, DueTarget, ScaleTarget, TargetRow, Targets, cooldowns,
     landed_events, progress_text, spec_text,
@@ -71,6 +72,28 @@ async fn queue_actuation_events(
             .execute(&mut *tx)
             .await?;
         }
+    }
+    Ok(())
+}
+
+/// Moves the desired level of the targets of instances whose enforced change took
+/// effect, in the scaling write's transaction: due at once, and pending unless the
+/// target only observes.
+pub(super) async fn move_targets(
+    tx: &mut sqlx::SqliteConnection,
+    levels: &[TargetLevel],
+) -> StoreResult<()> {
+    for l in levels {
+        sqlx::query(
+            "UPDATE scale_targets SET desired_level = ?2, due_at = ?3,
+                 state = CASE WHEN state = 'observing' THEN state ELSE 'pending' END
+             WHERE instance = ?1 AND desired_level <> ?2",
+        )
+        .bind(l.instance.to_string())
+        .bind(l.level)
+        .bind(micros(l.at))
+        .execute(&mut *tx)
+        .await?;
     }
     Ok(())
 }
@@ -252,6 +275,44 @@ impl Targets for SqliteStore {
         }
         tx.commit().await?;
         Ok(landed.into_iter().collect())
+    }
+
+    async fn targets_of(&self, instances: &[Uuid]) -> StoreResult<Vec<ScaleTarget>> {
+        let ids = serde_json::to_string(&instances.iter().map(Uuid::to_string).collect::<Vec<_>>())
+            .unwrap_or_else(|_| "[]".into());
+        let rows: Vec<TargetRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            target_columns!("t"),
+            " FROM json_each(?1) AS c JOIN scale_targets t ON t.instance = c.value"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(TargetRow::into_target)
+            .collect())
+    }
+
+    async fn holding_targets(&self, instances: &[Uuid]) -> StoreResult<Vec<ScaleTarget>> {
+        if instances.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = serde_json::to_string(&instances.iter().map(Uuid::to_string).collect::<Vec<_>>())
+            .unwrap_or_else(|_| "[]".into());
+        let rows: Vec<TargetRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            target_columns!("t"),
+            " FROM json_each(?1) AS c JOIN scale_targets t ON t.instance = c.value
+               WHERE t.state IN ('pending', 'blocked', 'converging')"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(TargetRow::into_target)
+            .collect())
     }
 
     async fn targets_by_state(&self) -> StoreResult<Vec<(TargetState, i64)>> {
