@@ -148,13 +148,19 @@ pub trait Cloud: Send + Sync + 'static {
     /// Sets the desired capacity. Only [`super::gate::Gate`] calls this.
     async fn set_capacity(&self, target: &TargetRef, capacity: i32) -> CloudResult<()>;
 
-    /// Checks, before a target is accepted, that it exists and that a write would
-    /// be allowed, without changing it (a server-side dry run where the API has one).
-    async fn verify(&self, target: &TargetRef) -> CloudResult<Observation> {
+    /// Reads one target.
+    async fn observe_one(&self, target: &TargetRef) -> CloudResult<Observation> {
         self.observe(&[target])
             .await
             .pop()
             .unwrap_or_else(|| Err(CloudError::new(Failure::Unavailable, "no answer")))
+    }
+
+    /// Checks, before a target is accepted (and after its marker was), that a write
+    /// would be allowed, without changing it: a server-side dry run where the API
+    /// has one. By default, reading it was the check.
+    async fn verify(&self, _target: &TargetRef, _observed: &Observation) -> CloudResult<()> {
+        Ok(())
     }
 }
 

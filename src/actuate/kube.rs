@@ -27,7 +27,10 @@ impl KubeCloud {
         Self::from_config(config, log)
     }
 
-    pub fn from_config(config: Config, log: CallLog) -> Result<Self, String> {
+    pub fn from_config(mut config: Config, log: CallLog) -> Result<Self, String> {
+        // The worker retries with its own backoff, visibly (`retrying`, the metrics);
+        // the client's silent retries of 429/503 would hide throttling inside a pass.
+        config.default_retry = false;
         let client = Client::try_from(config).map_err(|e| e.to_string())?;
         Ok(KubeCloud { client, log })
     }
@@ -50,7 +53,7 @@ impl KubeCloud {
         );
     }
 
-    async fn observe_one(&self, target: &TargetRef) -> CloudResult<Observation> {
+    async fn read(&self, target: &TargetRef) -> CloudResult<Observation> {
         let TargetRef::Kubernetes {
             namespace,
             name,
@@ -145,7 +148,7 @@ impl Cloud for KubeCloud {
         let mut results = Vec::with_capacity(targets.len());
         for chunk in targets.chunks(8) {
             results.extend(
-                futures::future::join_all(chunk.iter().copied().map(|t| self.observe_one(t))).await,
+                futures::future::join_all(chunk.iter().copied().map(|t| self.read(t))).await,
             );
         }
         results
@@ -155,12 +158,10 @@ impl Cloud for KubeCloud {
         self.patch_replicas(target, capacity, false).await
     }
 
-    async fn verify(&self, target: &TargetRef) -> CloudResult<Observation> {
-        let observed = self.observe_one(target).await?;
+    async fn verify(&self, target: &TargetRef, observed: &Observation) -> CloudResult<()> {
         // A server-side dry run of writing the value it already has: proves the
         // scale subresource exists and that we may patch it, and changes nothing.
-        self.patch_replicas(target, observed.desired, true).await?;
-        Ok(observed)
+        self.patch_replicas(target, observed.desired, true).await
     }
 }
 

@@ -16,3 +16,6 @@ pub mod target;
 pub use cloud::{Cloud, CloudError, Clouds, Failure, Observation};
 pub use reconcile::{ActuationEvent, ClaimedTarget, Progress, TargetState, Timing, Update};
 pub use target::{TargetKind, TargetRef, TargetSpec};
+
+#[cfg(test)]
+mod reconcile_tests;

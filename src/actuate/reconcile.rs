@@ -363,7 +363,6 @@ impl ClaimedTarget {
         progress.observed_at = Some(now);
         progress.min_capacity = o.min;
         progress.max_capacity = o.max;
-        progress.attempts = 0;
         progress.next_attempt_at = None;
 
         if let Some(why) = o.refusal(&self.spec.target, &self.email) {
@@ -387,6 +386,7 @@ impl ClaimedTarget {
         });
 
         if let Some(why) = self.writes_nothing() {
+            progress.attempts = 0;
             let changed = self.state != TargetState::Observing
                 || self.progress.desired_capacity != Some(capacity);
             progress.message = Some(match &limit_note {
@@ -556,6 +556,7 @@ impl ClaimedTarget {
         progress.applied_at = Some(now);
         progress.desired_capacity = Some(o.desired);
         progress.limited = false;
+        progress.attempts = 0;
         progress.message = Some(why.clone());
         let state = if o.current == o.desired {
             TargetState::InSync
@@ -605,6 +606,7 @@ impl ClaimedTarget {
         match result {
             Err(e) => self.on_error(progress, &e, now),
             Ok(()) => {
+                progress.attempts = 0;
                 progress.applied_level = Some(self.desired_level);
                 progress.applied_capacity = Some(capacity);
                 progress.applied_at = Some(now);

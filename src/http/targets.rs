@@ -146,10 +146,14 @@ pub async fn put_target(
     let policy = Policy::resolve(&state.settings.policy, instance.policy.as_ref());
     let spec = TargetSpec::parse(&body, policy.max_level).map_err(ApiError::bad_request)?;
     let cloud = state.clouds.of(spec.target.kind()).map_err(refused)?;
-    let observed = cloud.verify(&spec.target).await.map_err(refused)?;
+    let observed = cloud.observe_one(&spec.target).await.map_err(refused)?;
     if let Some(why) = observed.refusal(&spec.target, &user.email) {
         return Err(ApiError::bad_request(why));
     }
+    cloud
+        .verify(&spec.target, &observed)
+        .await
+        .map_err(refused)?;
     let target = state
         .store
         .put_target(instance.id, &spec, Utc::now())

@@ -18,7 +18,7 @@ use super::page::{LimitQuery, parse_limit};
 use super::route::{ApiRouter, Endpoints};
 use super::{ApiError, AppState};
 use crate::model::{NewWebhook, Webhook, WebhookDelivery};
-use crate::webhooks::{self, EVENT_KINDS, MAX_WEBHOOKS_PER_USER, ssrf};
+use crate::webhooks::{self, ACTUATION_EVENT_KINDS, EVENT_KINDS, MAX_WEBHOOKS_PER_USER, ssrf};
 
 pub(super) fn routes() -> ApiRouter {
     ApiRouter::new()
@@ -152,13 +152,17 @@ impl From<WebhookDelivery> for DeliveryView {
 /// A checked request: events known and deduplicated, description trimmed.
 fn parse_events(events: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
     let events = events.unwrap_or_else(|| EVENT_KINDS.map(String::from).to_vec());
-    let bad = || ApiError::bad_request("events must be a non-empty list of scale_up, scale_down");
+    let bad = || {
+        ApiError::bad_request(
+            "events must be a non-empty list of scale_up, scale_down, actuation_applied, actuation_failed, actuation_drift",
+        )
+    };
     if events.is_empty() {
         return Err(bad());
     }
     let mut kinds: Vec<String> = Vec::new();
     for e in events {
-        if !EVENT_KINDS.contains(&e.as_str()) {
+        if !EVENT_KINDS.contains(&e.as_str()) && !ACTUATION_EVENT_KINDS.contains(&e.as_str()) {
             return Err(bad());
         }
         if !kinds.contains(&e) {

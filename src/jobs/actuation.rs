@@ -163,6 +163,7 @@ impl Actuator {
         &self,
         target: &ClaimedTarget,
         write: crate::actuate::reconcile::Write,
+        now: DateTime<Utc>,
     ) -> Update {
         let result = match self.clouds.of(target.spec.target.kind()) {
             Err(e) => Err(e),
@@ -171,7 +172,7 @@ impl Actuator {
                 gate::write(cloud.as_ref() as &dyn Cloud, target, &write).await
             }
         };
-        target.after_write(write, result, &self.timing, Utc::now())
+        target.after_write(write, result, &self.timing, now)
     }
 }
 
@@ -210,7 +211,7 @@ pub async fn run_actuation_pass(
             {
                 updates.push(update);
             }
-            in_flight.push(actuator.write(target, write));
+            in_flight.push(actuator.write(target, write, now));
         }
         while let Some(update) = in_flight.next().await {
             updates.push(update);

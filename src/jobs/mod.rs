@@ -21,6 +21,7 @@ use tracing::{Instrument, Span};
 use uuid::Uuid;
 
 use crate::actuate::reconcile::hold_reason;
+use crate::actuate::target::TargetMode;
 use crate::collect::{CollectTarget, Collected, MetricSource, PerKind, Sources};
 use crate::policy::{Policy, PolicyMode};
 use crate::scaling::record::ScalingOutcome;
@@ -158,6 +159,7 @@ pub async fn run_scaling_tick(
             .holding_targets(&ids)
             .await?
             .into_iter()
+            .filter(|t| t.spec.mode == TargetMode::Apply)
             .map(|t| (t.instance, hold_reason(&t.spec, t.state, &t.progress)))
             .collect();
         let outcomes: Vec<ScalingOutcome> = candidates

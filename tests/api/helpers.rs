@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use autoscaler::actuate::Clouds;
 use autoscaler::app::Application;
 use autoscaler::config::Settings;
+use autoscaler::signals::Signals;
 use autoscaler::store::Store;
 use autoscaler::testing::ScratchDatabase;
 use reqwest::{Method, StatusCode};
@@ -94,7 +96,19 @@ pub async fn fresh_database(db: Db) -> Option<(String, DbGuard)> {
 /// Starts the application on a fresh database; `None` when `db` is unavailable.
 pub async fn spawn_app_with(db: Db, overrides: &[(&str, &str)]) -> Option<TestApp> {
     let (url, guard) = fresh_database(db).await?;
-    Some(start(&url, overrides, guard).await)
+    Some(start(&url, overrides, guard, None).await)
+}
+
+/// As [`spawn_app_with`], the application's clouds (for scale targets) being `clouds`
+/// and its metrics `signals`.
+pub async fn spawn_app_with_clouds(
+    db: Db,
+    overrides: &[(&str, &str)],
+    clouds: Clouds,
+    signals: Arc<Signals>,
+) -> Option<TestApp> {
+    let (url, guard) = fresh_database(db).await?;
+    Some(start(&url, overrides, guard, Some((clouds, signals))).await)
 }
 
 impl TestApp {
@@ -104,16 +118,36 @@ impl TestApp {
             self.settings.database_url.as_str(),
             overrides,
             DbGuard::Shared,
+            None,
+        )
+        .await
+    }
+
+    /// A second replica with its own clouds.
+    pub async fn replica_with_clouds(&self, clouds: Clouds) -> TestApp {
+        let signals = Arc::new(Signals::new());
+        start(
+            self.settings.database_url.as_str(),
+            &[],
+            DbGuard::Shared,
+            Some((clouds, signals)),
         )
         .await
     }
 }
 
-async fn start(url: &str, overrides: &[(&str, &str)], guard: DbGuard) -> TestApp {
+async fn start(
+    url: &str,
+    overrides: &[(&str, &str)],
+    guard: DbGuard,
+    clouds: Option<(Clouds, Arc<Signals>)>,
+) -> TestApp {
     let settings = test_settings(url, overrides);
-    let app = Application::build(settings.clone())
-        .await
-        .expect("build app");
+    let app = match clouds {
+        Some((clouds, signals)) => Application::build_with(settings.clone(), clouds, signals).await,
+        None => Application::build(settings.clone()).await,
+    }
+    .expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.store();
     let server = tokio::spawn(async move {

@@ -33,6 +33,8 @@ struct Inner {
     objects: HashMap<(String, String, String), Workload>,
     /// Statuses to answer the next requests with, in turn.
     errors: VecDeque<u16>,
+    /// Statuses to answer the next scale writes (PATCH, PUT) with, in turn.
+    write_errors: VecDeque<u16>,
     /// Every non-dry-run PATCH of a scale subresource: (name, replicas).
     writes: Vec<(String, i64)>,
     dry_runs: usize,
@@ -60,7 +62,10 @@ impl KubeFake {
             .route("/api", get(core_versions))
             .route("/apis", get(groups))
             .route("/apis/apps/v1", get(apps_resources))
-            .route("/apis/apps/v1/namespaces/{ns}/{resource}/{name}", get(get_object))
+            .route(
+                "/apis/apps/v1/namespaces/{ns}/{resource}/{name}",
+                get(get_object),
+            )
             .route(
                 "/apis/apps/v1/namespaces/{ns}/{resource}/{name}/scale",
                 get(get_scale).patch(patch_scale).put(put_scale),
@@ -73,7 +78,14 @@ impl KubeFake {
     }
 
     /// Adds (or replaces) a workload with `replicas`, managed or not, owned or not.
-    pub fn add(&self, ns: &str, resource: &str, name: &str, replicas: i64, annotations: &[(&str, &str)]) {
+    pub fn add(
+        &self,
+        ns: &str,
+        resource: &str,
+        name: &str,
+        replicas: i64,
+        annotations: &[(&str, &str)],
+    ) {
         let workload = Workload {
             replicas,
             status_replicas: replicas,
@@ -121,6 +133,11 @@ impl KubeFake {
         self.inner.lock().unwrap().errors.extend(statuses);
     }
 
+    /// The next scale writes are answered with these statuses, one each.
+    pub fn fail_next_writes(&self, statuses: &[u16]) {
+        self.inner.lock().unwrap().write_errors.extend(statuses);
+    }
+
     /// The writes (not dry runs) that reached the fake: (name, replicas).
     pub fn writes(&self) -> Vec<(String, i64)> {
         self.inner.lock().unwrap().writes.clone()
@@ -157,6 +174,10 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
 
 /// Auth and injected errors, before any handler.
 fn gate(fake: &KubeFake, headers: &HeaderMap) -> Result<(), Response> {
+    gate_for(fake, headers, false)
+}
+
+fn gate_for(fake: &KubeFake, headers: &HeaderMap, write: bool) -> Result<(), Response> {
     let mut inner = fake.inner.lock().unwrap();
     inner.requests += 1;
     if let Some(token) = &fake.token {
@@ -168,7 +189,12 @@ fn gate(fake: &KubeFake, headers: &HeaderMap) -> Result<(), Response> {
             return Err(status(401, "Unauthorized", "Unauthorized"));
         }
     }
-    if let Some(code) = inner.errors.pop_front() {
+    let injected = match inner.errors.pop_front() {
+        Some(code) => Some(code),
+        None if write => inner.write_errors.pop_front(),
+        None => None,
+    };
+    if let Some(code) = injected {
         let reason = match code {
             409 => "Conflict",
             429 => "TooManyRequests",
@@ -267,23 +293,39 @@ fn scale_json(ns: &str, name: &str, w: &Workload) -> Value {
 
 type Key = UrlPath<(String, String, String)>;
 
-async fn get_object(State(fake): State<KubeFake>, UrlPath((ns, resource, name)): Key, headers: HeaderMap) -> Response {
+async fn get_object(
+    State(fake): State<KubeFake>,
+    UrlPath((ns, resource, name)): Key,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = gate(&fake, &headers) {
         return r;
     }
     let inner = fake.inner.lock().unwrap();
-    match inner.objects.get(&(ns.clone(), resource.clone(), name.clone())) {
-        Some(w) if kind_of(&resource).is_some() => axum::Json(object_json(&ns, &resource, &name, w)).into_response(),
+    match inner
+        .objects
+        .get(&(ns.clone(), resource.clone(), name.clone()))
+    {
+        Some(w) if kind_of(&resource).is_some() => {
+            axum::Json(object_json(&ns, &resource, &name, w)).into_response()
+        }
         _ => not_found(&resource, &name),
     }
 }
 
-async fn get_scale(State(fake): State<KubeFake>, UrlPath((ns, resource, name)): Key, headers: HeaderMap) -> Response {
+async fn get_scale(
+    State(fake): State<KubeFake>,
+    UrlPath((ns, resource, name)): Key,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = gate(&fake, &headers) {
         return r;
     }
     let inner = fake.inner.lock().unwrap();
-    match inner.objects.get(&(ns.clone(), resource.clone(), name.clone())) {
+    match inner
+        .objects
+        .get(&(ns.clone(), resource.clone(), name.clone()))
+    {
         Some(w) => axum::Json(scale_json(&ns, &name, w)).into_response(),
         None => not_found(&resource, &name),
     }
@@ -296,7 +338,7 @@ async fn patch_scale(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = gate(&fake, &headers) {
+    if let Err(r) = gate_for(&fake, &headers, !is_dry_run(&query)) {
         return r;
     }
     let content_type = headers
@@ -306,7 +348,11 @@ async fn patch_scale(
     if !content_type.starts_with("application/merge-patch+json")
         && !content_type.starts_with("application/strategic-merge-patch+json")
     {
-        return status(415, "UnsupportedMediaType", &format!("the body of the request was in an unknown format: {content_type}"));
+        return status(
+            415,
+            "UnsupportedMediaType",
+            &format!("the body of the request was in an unknown format: {content_type}"),
+        );
     }
     write_replicas(&fake, &ns, &resource, &name, &query, &body)
 }
@@ -318,10 +364,14 @@ async fn put_scale(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = gate(&fake, &headers) {
+    if let Err(r) = gate_for(&fake, &headers, !is_dry_run(&query)) {
         return r;
     }
     write_replicas(&fake, &ns, &resource, &name, &query, &body)
+}
+
+fn is_dry_run(query: &HashMap<String, String>) -> bool {
+    query.get("dryRun").is_some_and(|v| v == "All")
 }
 
 fn write_replicas(
@@ -339,9 +389,13 @@ fn write_replicas(
         return status(422, "Invalid", "spec.replicas: Required value");
     };
     if replicas < 0 {
-        return status(422, "Invalid", "spec.replicas: must be greater than or equal to 0");
+        return status(
+            422,
+            "Invalid",
+            "spec.replicas: must be greater than or equal to 0",
+        );
     }
-    let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+    let dry_run = is_dry_run(query);
     let mut inner = fake.inner.lock().unwrap();
     let key = (ns.to_owned(), resource.to_owned(), name.to_owned());
     let Some(w) = inner.objects.get(&key).cloned() else {

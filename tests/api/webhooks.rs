@@ -485,8 +485,8 @@ on_both_databases_private_ok! {
             (json!({"url": "  "}), "url is required"),
             (json!({"url": "ftp://example.com/"}), "url must use http or https"),
             (json!({"url": "example.com/hook"}), "url must be an absolute http or https URL"),
-            (json!({"url": "http://127.0.0.1/", "events": []}), "events must be a non-empty list of scale_up, scale_down"),
-            (json!({"url": "http://127.0.0.1/", "events": ["no_action"]}), "events must be a non-empty list of scale_up, scale_down"),
+            (json!({"url": "http://127.0.0.1/", "events": []}), "events must be a non-empty list of scale_up, scale_down, actuation_applied, actuation_failed, actuation_drift"),
+            (json!({"url": "http://127.0.0.1/", "events": ["no_action"]}), "events must be a non-empty list of scale_up, scale_down, actuation_applied, actuation_failed, actuation_drift"),
         ] {
             let (status, resp) = app.post("/api/webhooks", Some(&token), body.clone()).await;
             assert_eq!((status, resp), (StatusCode::BAD_REQUEST, error(message)), "{body}");

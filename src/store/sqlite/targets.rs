@@ -107,7 +107,7 @@ impl Targets for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<ScaleTarget> {
         let row: Option<TargetRow> = sqlx::query_as(concat!(
-            "INSERT INTO scale_targets AS t (id, instance, target_key, kind, spec, state,
+            "INSERT INTO scale_targets (id, instance, target_key, kind, spec, state,
                     desired_level, progress, due_at, created_at, updated_at)
              SELECT ?1, i.id, ?3, ?4, ?5, 'pending', i.scale_level, ?6, ?7, ?7, ?7
              FROM instances i WHERE i.id = ?2
@@ -117,7 +117,7 @@ impl Targets for SqliteStore {
                  progress = excluded.progress, due_at = excluded.due_at, lease_until = NULL,
                  created_at = excluded.created_at, updated_at = excluded.updated_at
              RETURNING ",
-            target_columns!("t")
+            target_columns!("scale_targets")
         ))
         .bind(Uuid::now_v7().to_string())
         .bind(instance.to_string())
