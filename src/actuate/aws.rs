@@ -182,7 +182,17 @@ where
         SdkError::ConstructionFailure(_) => Failure::Denied,
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
-            match err.code().unwrap_or_default() {
+            // A modeled fault names itself in its type even where the metadata
+            // carries no code.
+            let code = match err.code() {
+                Some(code) => code,
+                None if text.contains("ScalingActivityInProgressFault") => {
+                    "ScalingActivityInProgress"
+                }
+                None if text.contains("ResourceContentionFault") => "ResourceContention",
+                None => "",
+            };
+            match code {
                 "Throttling"
                 | "ThrottlingException"
                 | "RequestLimitExceeded"
@@ -283,5 +293,199 @@ impl Cloud for AsgCloud {
             result.as_ref().map(|_| ()).map_err(|e| classify(e).failure),
         );
         result.map(|_| ()).map_err(|e| classify(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use aws_sdk_autoscaling::error::ErrorMetadata;
+    use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
+    use aws_sdk_autoscaling::operation::set_desired_capacity::{
+        SetDesiredCapacityError, SetDesiredCapacityOutput,
+    };
+    use aws_sdk_autoscaling::types::error::{
+        ResourceContentionFault, ScalingActivityInProgressFault,
+    };
+    use aws_sdk_autoscaling::types::{Instance, TagDescription};
+    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+
+    use super::*;
+
+    fn quiet() -> CallLog {
+        Arc::new(|_, _, _| {})
+    }
+
+    fn cloud(rules: &[&Rule]) -> AsgCloud {
+        let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, rules);
+        AsgCloud::with_client_factory(move |_| client.clone(), quiet())
+    }
+
+    fn group(name: &str, desired: i32, states: &[LifecycleState]) -> AutoScalingGroup {
+        let mut g = AutoScalingGroup::builder()
+            .auto_scaling_group_name(name)
+            .min_size(1)
+            .max_size(10)
+            .desired_capacity(desired)
+            .tags(
+                TagDescription::builder()
+                    .key(MANAGED_TAG)
+                    .value("true")
+                    .build(),
+            )
+            .tags(
+                TagDescription::builder()
+                    .key(OWNER_TAG)
+                    .value("a@example.com")
+                    .build(),
+            );
+        for (n, state) in states.iter().enumerate() {
+            g = g.instances(
+                Instance::builder()
+                    .instance_id(format!("i-{n:017x}"))
+                    .lifecycle_state(state.clone())
+                    .build(),
+            );
+        }
+        g.build()
+    }
+
+    fn asg(name: &str, region: &str) -> TargetRef {
+        TargetRef::AwsAsg {
+            group_name: name.into(),
+            region: region.into(),
+        }
+    }
+
+    fn set_error(code: &'static str) -> Rule {
+        mock!(Client::set_desired_capacity).then_error(move || {
+            SetDesiredCapacityError::generic(
+                ErrorMetadata::builder()
+                    .code(code)
+                    .message("from the mock")
+                    .build(),
+            )
+        })
+    }
+
+    #[tokio::test]
+    async fn a_group_reads_as_its_sizes_in_service_instances_activity_and_tags() {
+        use LifecycleState::{InService, Pending};
+        let describe = mock!(Client::describe_auto_scaling_groups).then_output(|| {
+            DescribeAutoScalingGroupsOutput::builder()
+                .auto_scaling_groups(group("web", 3, &[InService, InService, Pending]))
+                .build()
+        });
+        let cloud = cloud(&[&describe]);
+        let read = cloud
+            .observe(&[&asg("web", "us-east-1"), &asg("gone", "us-east-1")])
+            .await;
+        assert_eq!(
+            read[0],
+            Ok(Observation {
+                desired: 3,
+                current: 2,
+                min: Some(1),
+                max: Some(10),
+                busy: Some("an Auto Scaling activity is in progress (1 instance Pending)".into()),
+                managed: true,
+                owner: Some("a@example.com".into()),
+            })
+        );
+        assert_eq!(
+            read[1],
+            Err(CloudError::new(
+                Failure::NotFound,
+                "Auto Scaling group gone does not exist in us-east-1"
+            ))
+        );
+        assert_eq!(describe.num_calls(), 1, "both names in one call");
+    }
+
+    #[tokio::test]
+    async fn ten_thousand_groups_are_read_in_a_hundred_calls() {
+        let describe = mock!(Client::describe_auto_scaling_groups).then_compute_output(|req| {
+            let mut out = DescribeAutoScalingGroupsOutput::builder();
+            for name in req.auto_scaling_group_names() {
+                out = out.auto_scaling_groups(group(name, 2, &[]));
+            }
+            out.build()
+        });
+        let cloud = cloud(&[&describe]);
+        let targets: Vec<TargetRef> = (0..10_000)
+            .map(|n| {
+                asg(
+                    &format!("g{n}"),
+                    if n % 2 == 0 { "us-east-1" } else { "eu-west-1" },
+                )
+            })
+            .collect();
+        let refs: Vec<&TargetRef> = targets.iter().collect();
+        let read = cloud.observe(&refs).await;
+        assert!(
+            read.iter()
+                .all(|r| r.as_ref().is_ok_and(|o| o.desired == 2))
+        );
+        assert_eq!(describe.num_calls(), 100);
+    }
+
+    #[tokio::test]
+    async fn each_error_class_is_recognised() {
+        let cases: [(Rule, Failure); 6] = [
+            (set_error("Throttling"), Failure::Throttled),
+            (set_error("ValidationError"), Failure::Invalid),
+            (set_error("AccessDenied"), Failure::Denied),
+            (
+                mock!(Client::set_desired_capacity).then_error(|| {
+                    SetDesiredCapacityError::ScalingActivityInProgressFault(
+                        ScalingActivityInProgressFault::builder()
+                            .message("Scaling activity in progress")
+                            .build(),
+                    )
+                }),
+                Failure::Busy,
+            ),
+            (
+                mock!(Client::set_desired_capacity).then_error(|| {
+                    SetDesiredCapacityError::ResourceContentionFault(
+                        ResourceContentionFault::builder()
+                            .message("contention")
+                            .build(),
+                    )
+                }),
+                Failure::Contention,
+            ),
+            (
+                mock!(Client::set_desired_capacity).then_error(|| {
+                    SetDesiredCapacityError::generic(
+                        ErrorMetadata::builder()
+                            .code("ValidationError")
+                            .message("AutoScalingGroup name not found - no such group")
+                            .build(),
+                    )
+                }),
+                Failure::NotFound,
+            ),
+        ];
+        for (rule, failure) in cases {
+            let err = cloud(&[&rule])
+                .set_capacity(&asg("web", "us-east-1"), 3)
+                .await
+                .unwrap_err();
+            assert_eq!(err.failure, failure, "{err:?}");
+        }
+        let ok = mock!(Client::set_desired_capacity)
+            .match_requests(|r| {
+                r.auto_scaling_group_name() == Some("web")
+                    && r.desired_capacity() == Some(3)
+                    && r.honor_cooldown() == Some(false)
+            })
+            .then_output(|| SetDesiredCapacityOutput::builder().build());
+        cloud(&[&ok])
+            .set_capacity(&asg("web", "us-east-1"), 3)
+            .await
+            .unwrap();
+        assert_eq!(ok.num_calls(), 1);
     }
 }
