@@ -206,6 +206,42 @@ impl ScalingWrites {
     }
 }
 
+/// What a batch's decision rows leave on one instance's row: the newest of them
+/// (the batch's last for it) as `last_decision`, and how many there are, which its
+/// `decision_count` goes up by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatestDecision<'a> {
+    pub instance: Uuid,
+    pub decision: &'a str,
+    pub rows: i64,
+}
+
+/// The [`LatestDecision`] of each instance among `rows`, in the order the instances
+/// first appear: two rows for one instance count twice and leave the later one.
+pub fn latest_decisions<'a>(
+    rows: impl IntoIterator<Item = &'a DecisionRecord>,
+) -> Vec<LatestDecision<'a>> {
+    let mut latest: Vec<LatestDecision<'a>> = Vec::new();
+    let mut at = std::collections::HashMap::<Uuid, usize>::new();
+    for row in rows {
+        match at.get(&row.instance) {
+            Some(&i) => {
+                latest[i].decision = &row.decision;
+                latest[i].rows += 1;
+            }
+            None => {
+                at.insert(row.instance, latest.len());
+                latest.push(LatestDecision {
+                    instance: row.instance,
+                    decision: &row.decision,
+                    rows: 1,
+                });
+            }
+        }
+    }
+    latest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,6 +320,31 @@ mod tests {
         let flags: Vec<Uuid> = rest.outliers.iter().map(|f| f.instance).collect();
         assert_eq!(rows, vec![quiet.instance]);
         assert_eq!(flags, vec![quiet.instance]);
+    }
+
+    #[test]
+    fn two_rows_for_one_instance_count_twice_and_leave_the_later() {
+        let first = outcome(Decision::NoAction, true, false);
+        let mut second = outcome(Decision::ScaleDown, true, false);
+        second.instance = first.instance;
+        let other = outcome(Decision::NoAction, true, false);
+        let writes = ScalingWrites::plan(&[first.clone(), other.clone(), second]);
+        let rest = writes.after_changes(&HashSet::from([first.instance]));
+        assert_eq!(
+            latest_decisions(rest.decisions.iter().copied()),
+            vec![
+                LatestDecision {
+                    instance: first.instance,
+                    decision: "scale_down",
+                    rows: 2
+                },
+                LatestDecision {
+                    instance: other.instance,
+                    decision: "no_action",
+                    rows: 1
+                },
+            ]
+        );
     }
 
     #[test]
