@@ -1,7 +1,7 @@
 //! What a scaling tick writes, decided once for both stores. Each claimed instance's
 //! evaluation becomes an [`ScalingOutcome`]; a batch of outcomes becomes
-//! [`ScalingWrites`]: the level changes to try, the decision rows to insert and the
-//! outlier flags to set. The stores only carry these out (`Store::write_scaling`);
+//! [`ScalingWrites`]: the level changes to try, the decision rows to insert, the
+//! webhook events they make (bodies and all) and the outlier flags to set. The stores only carry these out (`Store::write_scaling`);
 //! no rule about which rows a decision produces lives in SQL.
 
 use std::collections::HashSet;
@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Decision, Evaluation, InstanceState, Sample, decide_scaling};
+use crate::events::DecisionEvent;
 use crate::model::{DecisionRecord, OutlierType};
 use crate::policy::{Policy, PolicyMode, PolicyPatch};
 
@@ -17,6 +18,8 @@ use crate::policy::{Policy, PolicyMode, PolicyPatch};
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScalingCandidate {
     pub id: Uuid,
+    /// The user-facing id, which the decision's webhook event names.
+    pub instance_id: String,
     pub level: i32,
     pub last_action_at: Option<DateTime<Utc>>,
     pub last_decision: Option<Decision>,
@@ -31,6 +34,8 @@ pub struct ScalingCandidate {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScalingOutcome {
     pub instance: Uuid,
+    /// The user-facing id, for the webhook event.
+    pub instance_id: String,
     /// Level the decision was made at; an action only applies if it still holds.
     pub level_before: i32,
     pub evaluation: Evaluation,
@@ -70,6 +75,7 @@ impl ScalingOutcome {
             || candidate.last_decision != Some(evaluation.decision);
         ScalingOutcome {
             instance: candidate.id,
+            instance_id: candidate.instance_id.clone(),
             level_before: state.level,
             evaluation,
             record,
@@ -131,6 +137,8 @@ pub struct ScalingWrites {
     /// Applied first; see [`ScalingWrites::after_changes`] for what depends on them.
     pub changes: Vec<LevelChange>,
     decisions: Vec<DecisionRecord>,
+    /// The events of the decisions that make one (scale actions).
+    events: Vec<DecisionEvent>,
     outliers: Vec<OutlierFlag>,
 }
 
@@ -138,6 +146,8 @@ pub struct ScalingWrites {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Dependent<'a> {
     pub decisions: Vec<&'a DecisionRecord>,
+    /// The decisions' webhook events, to queue for the owners' subscribed webhooks.
+    pub events: Vec<&'a DecisionEvent>,
     pub outliers: Vec<&'a OutlierFlag>,
 }
 
@@ -155,7 +165,12 @@ impl ScalingWrites {
                     dry_run: o.dry_run,
                 });
             }
-            writes.decisions.extend(o.decision_row());
+            if let Some(row) = o.decision_row() {
+                writes
+                    .events
+                    .extend(DecisionEvent::of(&row, &o.instance_id));
+                writes.decisions.push(row);
+            }
             if let Some((metric, kind)) = o.evaluation.outlier {
                 writes.outliers.push(OutlierFlag {
                     instance: o.instance,
@@ -196,6 +211,11 @@ impl ScalingWrites {
                 .decisions
                 .iter()
                 .filter(|d| !refused.contains(&d.instance))
+                .collect(),
+            events: self
+                .events
+                .iter()
+                .filter(|e| !refused.contains(&e.instance))
                 .collect(),
             outliers: self
                 .outliers
@@ -260,6 +280,7 @@ mod tests {
         };
         ScalingOutcome {
             instance: Uuid::now_v7(),
+            instance_id: "mock-1".into(),
             level_before: 2,
             evaluation: Evaluation {
                 decision,
@@ -345,6 +366,27 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn an_applied_action_makes_its_event_and_a_refused_or_quiet_one_none() {
+        let up = outcome(Decision::ScaleUp, true, false);
+        let refused = outcome(Decision::ScaleUp, true, false);
+        let quiet = outcome(Decision::NoAction, true, false);
+        let writes = ScalingWrites::plan(&[up.clone(), refused, quiet]);
+        let rest = writes.after_changes(&HashSet::from([up.instance]));
+        assert_eq!(rest.events.len(), 1);
+        let event = rest.events[0];
+        let row = rest
+            .decisions
+            .iter()
+            .find(|d| d.instance == up.instance)
+            .unwrap();
+        assert_eq!(
+            (event.instance, event.decision, event.at),
+            (up.instance, row.id, up.decided_at)
+        );
+        assert_eq!(Some(event), DecisionEvent::of(row, "mock-1").as_ref());
     }
 
     #[test]

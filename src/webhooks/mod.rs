@@ -27,8 +27,6 @@ use crate::model::{DeliveryAttempt, DueEvent};
 use crate::signals::{Signals, TickOutcome};
 use crate::store::{StoreResult, WebhookOutbox};
 
-/// The decisions a webhook can subscribe to.
-pub const EVENT_KINDS: [&str; 2] = ["scale_up", "scale_down"];
 /// Most webhooks one user may have.
 pub const MAX_WEBHOOKS_PER_USER: i64 = 10;
 /// How long one delivery may take.

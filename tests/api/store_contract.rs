@@ -414,6 +414,7 @@ on_both_databases! {
                             .iter()
                             .map(|&instance| ScalingOutcome {
                                 instance,
+                                instance_id: String::new(),
                                 level_before: 1,
                                 evaluation: Evaluation {
                                     decision: Decision::NoAction,
@@ -533,6 +534,7 @@ async fn assert_totals(
 fn quiet(instance: Uuid, at: DateTime<Utc>, reason: &str) -> ScalingOutcome {
     ScalingOutcome {
         instance,
+        instance_id: String::new(),
         level_before: 1,
         evaluation: Evaluation {
             decision: Decision::NoAction,

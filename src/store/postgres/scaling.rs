@@ -75,7 +75,7 @@ impl Scaling for PostgresStore {
             .claim(
                 claim_statements!(
                     "scale_slot",
-                    "id, scale_level, last_action_at, last_decision, policy,
+                    "id, instance_id, scale_level, last_action_at, last_decision, policy,
                      recommended_level, recommended_action_at"
                 ),
                 |c| &mut c.scale,
@@ -160,7 +160,13 @@ impl Scaling for PostgresStore {
             .execute(&mut *tx)
             .await?;
             // webhooks: the outbox events of these decisions, in the same transaction.
-            queue_decision_events(&mut tx, &ids).await?;
+            let events: Vec<_> = rest
+                .events
+                .iter()
+                .copied()
+                .filter(|e| locked.contains(e.instance))
+                .collect();
+            queue_decision_events(&mut tx, &events).await?;
             let latest = latest_decisions(records.iter().copied());
             set_latest_decisions(&mut tx, &locked, &latest).await?;
         }

@@ -32,7 +32,7 @@ impl Scaling for SqliteStore {
             "UPDATE instances SET scale_slot = ?1
              WHERE id IN (SELECT id FROM instances
                           WHERE is_monitoring = 1 AND scale_slot < ?1 LIMIT ?2 + 0)
-             RETURNING id, scale_level, last_action_at, last_decision, policy,
+             RETURNING id, instance_id, scale_level, last_action_at, last_decision, policy,
                        recommended_level, recommended_action_at",
         )
         .bind(slot)
@@ -166,7 +166,7 @@ impl Scaling for SqliteStore {
             .execute(&mut *tx)
             .await?;
             // webhooks: the outbox events of these decisions, in the same transaction.
-            queue_decision_events(&mut tx, &records).await?;
+            queue_decision_events(&mut tx, &rest.events).await?;
             // One input row per instance (an UPDATE ... FROM applies one joined row
             // to each target); the rows are counted by trigger.
             let latest: Vec<serde_json::Value> = latest_decisions(rest.decisions.iter().copied())
