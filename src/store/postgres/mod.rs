@@ -8,8 +8,10 @@
 //! them, by what its statements report they wrote or deleted (`RETURNING instance`),
 //! summed per instance before the `UPDATE ... FROM`: such an update applies one
 //! input row per target, so a per-row `+ 1` would count two rows of one instance
-//! once. Explicit rather than by trigger so the instance rows are locked in key
-//! order first ([`Locked`]) and the updates stay HOT. The writes that do it:
+//! once. Explicit rather than by trigger: a row trigger would update an instance
+//! once per row written (a new row version each time) and lock the instances in
+//! the insert's order, where the batch writes lock them in key order first
+//! ([`Locked`]). The writes that do it:
 //! `insert_metrics`, `replace_metrics`, `record_collection`, `write_scaling`,
 //! `purge`; deleting an instance takes its counts with it.
 
