@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
-"""Import graph of src/: edges between top-level modules (and scaling::* / store
-submodules), from every `crate::a::b` path in non-comment code; reports cycles."""
+"""Import graph of src/ (run from the repository root, or pass the src folder):
+edges between top-level modules, with the files of scaling/ and webhooks/ as
+nodes of their own (`scaling::record`, `webhooks::event`), from every
+`crate::a::b` path outside comments and test modules; reports the circles."""
 import os, re, sys, itertools
-root = sys.argv[1] if len(sys.argv) > 1 else "src"
+args = [a for a in sys.argv[1:] if a != "--whole"]
+root = args[0] if args else "src"
 TOP = set()
+# Folders whose files are nodes of their own; `--whole` makes every top-level
+# module one node.
+SPLIT = () if "--whole" in sys.argv else ("scaling", "webhooks")
 for f in os.listdir(root):
     if f.endswith(".rs") and f not in ("lib.rs", "main.rs") and not f.endswith("_tests.rs"): TOP.add(f[:-3])
     elif os.path.isdir(os.path.join(root, f)) and f != "bin": TOP.add(f)
@@ -12,11 +18,9 @@ def node_of_file(path):
     parts = rel[:-3].split(os.sep)
     if parts[0] in ("lib", "main", "bin") or parts[-1].endswith("_tests"): return None
     top = parts[0]
-    if top == "scaling" and len(parts) > 1 and parts[1] not in ("mod",):
-        sub = parts[1].replace("_tests", "")
-        if sub == "tests": return None  # test modules
-        return f"scaling::{sub}"
-    if top in ("scaling",): return "scaling"
+    if top in SPLIT and len(parts) > 1 and parts[1] not in ("mod",):
+        if parts[1] == "tests": return None  # test modules
+        return f"{top}::{parts[1]}"
     return top
 def strip_comments(text):
     text = re.sub(r"//[^\n]*", "", text)
@@ -45,10 +49,10 @@ for dp, dn, fn in os.walk(root):
             if not segs: continue
             top = segs[0]
             if top not in TOP: continue
-            if top == "scaling":
-                if len(segs) > 1 and os.path.exists(os.path.join(root, "scaling", segs[1] + ".rs")):
-                    dst = "scaling::" + segs[1]
-                else: dst = "scaling"
+            if top in SPLIT:
+                if len(segs) > 1 and os.path.exists(os.path.join(root, top, segs[1] + ".rs")):
+                    dst = top + "::" + segs[1]
+                else: dst = top
             else: dst = top
             if dst == src: continue
             # scaling submodule to scaling parent: internal, but keep
@@ -60,10 +64,15 @@ for dp, dn, fn in os.walk(os.path.join(root, "scaling")):
             t = split_cfg_test(strip_comments(open(os.path.join(dp, f)).read()))
             if re.search(r"(?m)^use super::", t):
                 edges.setdefault("scaling::" + f[:-3], set()).add("scaling")
-# scaling (mod.rs) uses its submodules via `mod x;` / `x::`: parent -> child edges
-mt = split_cfg_test(strip_comments(open(os.path.join(root, "scaling", "mod.rs")).read())) if os.path.exists(os.path.join(root,"scaling","mod.rs")) else ""
-for m in re.finditer(r"(?<!::)\b(iqr|reason|record|replay|policy)::", mt):
-    edges.setdefault("scaling", set()).add("scaling::" + m.group(1))
+# a split folder's mod.rs uses its files as `x::`: parent -> child edges
+for top in SPLIT:
+    mod = os.path.join(root, top, "mod.rs")
+    if not os.path.exists(mod): continue
+    mt = split_cfg_test(strip_comments(open(mod).read()))
+    subs = [f[:-3] for f in os.listdir(os.path.join(root, top)) if f.endswith(".rs") and f != "mod.rs"]
+    for sub in subs:
+        if re.search(r"(?<!::)\b" + sub + r"::", mt):
+            edges.setdefault(top, set()).add(f"{top}::{sub}")
 # cycles: strongly connected components, then elementary 2-cycles and more
 nodes = sorted(set(edges) | {d for v in edges.values() for d in v})
 index = {}; low = {}; stack = []; on = set(); sccs = []; i = [0]
@@ -82,7 +91,7 @@ sys.setrecursionlimit(10000)
 for v in nodes:
     if v not in index: strong(v)
 def is_internal_scaling(a, b):
-    return a.startswith("scaling") and b.startswith("scaling")
+    return a.split("::")[0] == b.split("::")[0]
 two = sorted({tuple(sorted((a, b))) for a in edges for b in edges[a] if a in edges.get(b, ()) and a != b})
 print("edges:")
 for a in sorted(edges): print(f"  {a} -> {', '.join(sorted(edges[a]))}")
@@ -90,6 +99,6 @@ print("mutual pairs (a <-> b):")
 for a, b in two: print(f"  {a} <-> {b}" + ("   (inside scaling)" if is_internal_scaling(a, b) else ""))
 print("strongly connected groups (any circle, however long):")
 for c in sccs: print("  " + " , ".join(c))
-print(f"circles between top-level modules or across the scaling/store line: "
+print(f"circles between different top-level modules: "
       f"{sum(1 for a,b in two if not is_internal_scaling(a,b))} mutual pairs, "
-      f"{sum(1 for c in sccs if not all(x.startswith('scaling') for x in c))} groups")
+      f"{sum(1 for c in sccs if len({x.split('::')[0] for x in c}) > 1)} groups")

@@ -11,6 +11,7 @@ pub mod app;
 pub mod auth;
 pub mod collect;
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod jobs;
 pub mod model;

@@ -139,42 +139,6 @@ pub async fn vacuum_analyze(postgres_url: &str) -> Result<(), sqlx::Error> {
     conn.close().await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_scratch_database_is_named_on_the_same_server_with_the_same_query() {
-        assert_eq!(
-            with_database("postgres://u@127.0.0.1:5432/test", "x_1"),
-            "postgres://u@127.0.0.1:5432/x_1"
-        );
-        assert_eq!(
-            with_database("postgres://u@h/test?sslmode=disable", "x_1"),
-            "postgres://u@h/x_1?sslmode=disable"
-        );
-    }
-
-    #[test]
-    fn a_scratch_sqlite_directory_goes_when_dropped_and_stays_when_kept() {
-        let db = ScratchDatabase::sqlite("scratch-test").unwrap();
-        let dir = match &db.place {
-            Place::Sqlite(dir) => dir.clone(),
-            _ => unreachable!(),
-        };
-        assert!(db.url().starts_with("sqlite://") && dir.is_dir());
-        drop(db);
-        assert!(!dir.exists());
-
-        let db = ScratchDatabase::sqlite("scratch-test").unwrap();
-        let url = db.keep();
-        let path = url.trim_start_matches("sqlite://");
-        let dir = std::path::Path::new(path).parent().unwrap().to_owned();
-        assert!(dir.is_dir());
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-}
-
 /// Reads only the tests use, composed from the production reads: the newest rows
 /// of an instance without paging. `use autoscaler::testing::TestReads` brings them
 /// to any store (`app.store.recent_metrics(...)`).
@@ -223,3 +187,39 @@ pub trait TestReads: crate::store::Metrics {
 }
 
 impl<T: crate::store::Metrics + ?Sized> TestReads for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scratch_database_is_named_on_the_same_server_with_the_same_query() {
+        assert_eq!(
+            with_database("postgres://u@127.0.0.1:5432/test", "x_1"),
+            "postgres://u@127.0.0.1:5432/x_1"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/test?sslmode=disable", "x_1"),
+            "postgres://u@h/x_1?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn a_scratch_sqlite_directory_goes_when_dropped_and_stays_when_kept() {
+        let db = ScratchDatabase::sqlite("scratch-test").unwrap();
+        let dir = match &db.place {
+            Place::Sqlite(dir) => dir.clone(),
+            _ => unreachable!(),
+        };
+        assert!(db.url().starts_with("sqlite://") && dir.is_dir());
+        drop(db);
+        assert!(!dir.exists());
+
+        let db = ScratchDatabase::sqlite("scratch-test").unwrap();
+        let url = db.keep();
+        let path = url.trim_start_matches("sqlite://");
+        let dir = std::path::Path::new(path).parent().unwrap().to_owned();
+        assert!(dir.is_dir());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

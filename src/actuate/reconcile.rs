@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::cloud::{CloudError, CloudResult, Failure, Observation};
 use super::target::{OnDrift, TargetMode, TargetSpec};
+use crate::events::EventKind;
 
 /// Where a target stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -106,11 +107,13 @@ impl ActuationEvent {
     }
 
     /// The webhook event kind this event is delivered as, if any.
-    pub fn webhook_kind(self) -> Option<&'static str> {
+    pub fn webhook_kind(self) -> Option<EventKind> {
         match self {
-            ActuationEvent::Applied | ActuationEvent::DriftEnforced => Some("actuation_applied"),
-            ActuationEvent::Failed => Some("actuation_failed"),
-            ActuationEvent::DriftAdopted => Some("actuation_drift"),
+            ActuationEvent::Applied | ActuationEvent::DriftEnforced => {
+                Some(EventKind::ActuationApplied)
+            }
+            ActuationEvent::Failed => Some(EventKind::ActuationFailed),
+            ActuationEvent::DriftAdopted => Some(EventKind::ActuationDrift),
             _ => None,
         }
     }

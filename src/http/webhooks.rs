@@ -6,7 +6,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -17,8 +16,9 @@ use super::instances::MessageResponse;
 use super::page::{LimitQuery, parse_limit};
 use super::route::{ApiRouter, Endpoints};
 use super::{ApiError, AppState};
+use crate::events::{self, EventKind};
 use crate::model::{NewWebhook, Webhook, WebhookDelivery};
-use crate::webhooks::{self, ACTUATION_EVENT_KINDS, EVENT_KINDS, MAX_WEBHOOKS_PER_USER, ssrf};
+use crate::webhooks::{self, MAX_WEBHOOKS_PER_USER, ssrf};
 
 pub(super) fn routes() -> ApiRouter {
     ApiRouter::new()
@@ -151,7 +151,8 @@ impl From<WebhookDelivery> for DeliveryView {
 
 /// A checked request: events known and deduplicated, description trimmed.
 fn parse_events(events: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
-    let events = events.unwrap_or_else(|| EVENT_KINDS.map(String::from).to_vec());
+    let events =
+        events.unwrap_or_else(|| EventKind::DEFAULT.map(|k| k.as_str().to_owned()).to_vec());
     let bad = || {
         ApiError::bad_request(
             "events must be a non-empty list of scale_up, scale_down, actuation_applied, actuation_failed, actuation_drift",
@@ -162,7 +163,7 @@ fn parse_events(events: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
     }
     let mut kinds: Vec<String> = Vec::new();
     for e in events {
-        if !EVENT_KINDS.contains(&e.as_str()) && !ACTUATION_EVENT_KINDS.contains(&e.as_str()) {
+        if EventKind::parse(&e).is_none() {
             return Err(bad());
         }
         if !kinds.contains(&e) {
@@ -333,15 +334,10 @@ pub async fn test_webhook(
 ) -> Result<(StatusCode, Json<PingQueuedResponse>), ApiError> {
     let webhook = owned_webhook(&state, user.id, &id).await?;
     let now = Utc::now();
-    let payload = json!({
-        "type": "ping",
-        "timestamp": rfc3339(now),
-        "data": {"webhook_id": webhook.id},
-    })
-    .to_string();
+    let payload = events::ping_body(webhook.id, now);
     let event_id = state
         .store
-        .queue_webhook_event(webhook.id, "ping", &payload, now)
+        .queue_webhook_event(webhook.id, events::PING, &payload, now)
         .await?;
     Ok((
         StatusCode::ACCEPTED,

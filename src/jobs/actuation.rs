@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
@@ -16,6 +16,7 @@ use crate::actuate::reconcile::{ActuationRecord, Step};
 use crate::actuate::{
     ClaimedTarget, Cloud, CloudError, Clouds, Failure, TargetKind, Timing, Update, gate,
 };
+use crate::events;
 use crate::policy::{Policy, PolicyMode};
 use crate::scaling::record::ScalingWrites;
 use crate::signals::Signals;
@@ -62,15 +63,7 @@ pub struct PassReport {
     pub events: usize,
 }
 
-/// The webhook body of an actuation event, fields in this order.
-#[derive(Serialize)]
-struct NoticeBody<'a> {
-    #[serde(rename = "type")]
-    event_type: &'a str,
-    timestamp: String,
-    data: NoticeData<'a>,
-}
-
+/// The `data` of an actuation's webhook event, fields in this order.
 #[derive(Serialize)]
 struct NoticeData<'a> {
     instance_id: &'a str,
@@ -84,26 +77,20 @@ struct NoticeData<'a> {
 
 fn notice(due: &ClaimedTarget, record: &ActuationRecord) -> Option<ActuationNotice> {
     let kind = record.event.webhook_kind()?;
-    let event_type = kind.replacen('_', ".", 1);
-    let body = NoticeBody {
-        event_type: &event_type,
-        timestamp: record.at.to_rfc3339_opts(SecondsFormat::Micros, true),
-        data: NoticeData {
-            instance_id: &due.instance_id,
-            target: due.spec.to_json(),
-            event: record.event.as_str(),
-            desired_capacity: record.desired_capacity,
-            observed_capacity: record.observed_capacity,
-            message: &record.message,
-            actuation_id: record.id,
-        },
+    let data = NoticeData {
+        instance_id: &due.instance_id,
+        target: due.spec.to_json(),
+        event: record.event.as_str(),
+        desired_capacity: record.desired_capacity,
+        observed_capacity: record.observed_capacity,
+        message: &record.message,
+        actuation_id: record.id,
     };
     Some(ActuationNotice {
         actuation: record.id,
         instance: due.instance,
         kind,
-        payload: serde_json::to_string(&body).ok()?,
-        event_type,
+        payload: events::body(kind.event_type(), record.at, &data),
         at: record.at,
     })
 }
@@ -227,6 +214,7 @@ pub async fn run_actuation_pass(
                 store
                     .write_scaling(&ScalingWrites::adopted(
                         update.instance,
+                        by_id.get(&update.target).map_or("", |t| &t.instance_id),
                         adoption.level_before,
                         adoption.level_after,
                         &adoption.reason,

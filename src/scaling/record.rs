@@ -1,7 +1,7 @@
 //! What a scaling tick writes, decided once for both stores. Each claimed instance's
 //! evaluation becomes an [`ScalingOutcome`]; a batch of outcomes becomes
-//! [`ScalingWrites`]: the level changes to try, the decision rows to insert and the
-//! outlier flags to set. The stores only carry these out (`Store::write_scaling`);
+//! [`ScalingWrites`]: the level changes to try, the decision rows to insert, the
+//! webhook events they make (bodies and all) and the outlier flags to set. The stores only carry these out (`Store::write_scaling`);
 //! no rule about which rows a decision produces lives in SQL.
 
 use std::collections::HashSet;
@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Decision, Evaluation, InstanceState, Sample, decide_scaling};
+use crate::events::DecisionEvent;
 use crate::model::{DecisionRecord, OutlierType};
 use crate::policy::{Policy, PolicyMode, PolicyPatch};
 
@@ -17,6 +18,8 @@ use crate::policy::{Policy, PolicyMode, PolicyPatch};
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScalingCandidate {
     pub id: Uuid,
+    /// The user-facing id, which the decision's webhook event names.
+    pub instance_id: String,
     pub level: i32,
     pub last_action_at: Option<DateTime<Utc>>,
     pub last_decision: Option<Decision>,
@@ -31,6 +34,8 @@ pub struct ScalingCandidate {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScalingOutcome {
     pub instance: Uuid,
+    /// The user-facing id, for the webhook event.
+    pub instance_id: String,
     /// Level the decision was made at; an action only applies if it still holds.
     pub level_before: i32,
     pub evaluation: Evaluation,
@@ -70,6 +75,7 @@ impl ScalingOutcome {
             || candidate.last_decision != Some(evaluation.decision);
         ScalingOutcome {
             instance: candidate.id,
+            instance_id: candidate.instance_id.clone(),
             level_before: state.level,
             evaluation,
             record,
@@ -131,6 +137,8 @@ pub struct ScalingWrites {
     /// Applied first; see [`ScalingWrites::after_changes`] for what depends on them.
     pub changes: Vec<LevelChange>,
     decisions: Vec<DecisionRecord>,
+    /// The events of the decisions that make one (scale actions).
+    events: Vec<DecisionEvent>,
     outliers: Vec<OutlierFlag>,
 }
 
@@ -138,6 +146,8 @@ pub struct ScalingWrites {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Dependent<'a> {
     pub decisions: Vec<&'a DecisionRecord>,
+    /// The decisions' webhook events, to queue for the owners' subscribed webhooks.
+    pub events: Vec<&'a DecisionEvent>,
     pub outliers: Vec<&'a OutlierFlag>,
 }
 
@@ -155,7 +165,12 @@ impl ScalingWrites {
                     dry_run: o.dry_run,
                 });
             }
-            writes.decisions.extend(o.decision_row());
+            if let Some(row) = o.decision_row() {
+                writes
+                    .events
+                    .extend(DecisionEvent::of(&row, &o.instance_id));
+                writes.decisions.push(row);
+            }
             if let Some((metric, kind)) = o.evaluation.outlier {
                 writes.outliers.push(OutlierFlag {
                     instance: o.instance,
@@ -197,6 +212,11 @@ impl ScalingWrites {
                 .iter()
                 .filter(|d| !refused.contains(&d.instance))
                 .collect(),
+            events: self
+                .events
+                .iter()
+                .filter(|e| !refused.contains(&e.instance))
+                .collect(),
             outliers: self
                 .outliers
                 .iter()
@@ -217,6 +237,7 @@ impl ScalingOutcome {
     ) -> Self {
         ScalingOutcome {
             instance: candidate.id,
+            instance_id: candidate.instance_id.clone(),
             level_before: candidate.level,
             evaluation: Evaluation {
                 decision: Decision::NoAction,
@@ -262,6 +283,7 @@ impl ScalingWrites {
     /// a decision whose reason names the change, and its cooldown starts.
     pub fn adopted(
         instance: Uuid,
+        instance_id: &str,
         before: i32,
         after: i32,
         reason: &str,
@@ -272,6 +294,20 @@ impl ScalingWrites {
         } else {
             Decision::ScaleDown
         };
+        let row = DecisionRecord {
+            id: Uuid::now_v7(),
+            instance,
+            timestamp: at,
+            cpu_utilization: None,
+            memory_usage: None,
+            network_in: None,
+            network_out: None,
+            decision: decision.as_str().to_owned(),
+            reason: reason.to_owned(),
+            level_before: before,
+            level_after: after,
+            dry_run: false,
+        };
         ScalingWrites {
             changes: vec![LevelChange {
                 instance,
@@ -280,23 +316,47 @@ impl ScalingWrites {
                 at,
                 dry_run: false,
             }],
-            decisions: vec![DecisionRecord {
-                id: Uuid::now_v7(),
-                instance,
-                timestamp: at,
-                cpu_utilization: None,
-                memory_usage: None,
-                network_in: None,
-                network_out: None,
-                decision: decision.as_str().to_owned(),
-                reason: reason.to_owned(),
-                level_before: before,
-                level_after: after,
-                dry_run: false,
-            }],
+            events: DecisionEvent::of(&row, instance_id).into_iter().collect(),
+            decisions: vec![row],
             outliers: Vec::new(),
         }
     }
+}
+
+/// What a batch's decision rows leave on one instance's row: the newest of them
+/// (the batch's last for it) as `last_decision`, and how many there are, which its
+/// `decision_count` goes up by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatestDecision<'a> {
+    pub instance: Uuid,
+    pub decision: &'a str,
+    pub rows: i64,
+}
+
+/// The [`LatestDecision`] of each instance among `rows`, in the order the instances
+/// first appear: two rows for one instance count twice and leave the later one.
+pub fn latest_decisions<'a>(
+    rows: impl IntoIterator<Item = &'a DecisionRecord>,
+) -> Vec<LatestDecision<'a>> {
+    let mut latest: Vec<LatestDecision<'a>> = Vec::new();
+    let mut at = std::collections::HashMap::<Uuid, usize>::new();
+    for row in rows {
+        match at.get(&row.instance) {
+            Some(&i) => {
+                latest[i].decision = &row.decision;
+                latest[i].rows += 1;
+            }
+            None => {
+                at.insert(row.instance, latest.len());
+                latest.push(LatestDecision {
+                    instance: row.instance,
+                    decision: &row.decision,
+                    rows: 1,
+                });
+            }
+        }
+    }
+    latest
 }
 
 #[cfg(test)]
@@ -317,6 +377,7 @@ mod tests {
         };
         ScalingOutcome {
             instance: Uuid::now_v7(),
+            instance_id: "mock-1".into(),
             level_before: 2,
             evaluation: Evaluation {
                 decision,
@@ -377,6 +438,52 @@ mod tests {
         let flags: Vec<Uuid> = rest.outliers.iter().map(|f| f.instance).collect();
         assert_eq!(rows, vec![quiet.instance]);
         assert_eq!(flags, vec![quiet.instance]);
+    }
+
+    #[test]
+    fn two_rows_for_one_instance_count_twice_and_leave_the_later() {
+        let first = outcome(Decision::NoAction, true, false);
+        let mut second = outcome(Decision::ScaleDown, true, false);
+        second.instance = first.instance;
+        let other = outcome(Decision::NoAction, true, false);
+        let writes = ScalingWrites::plan(&[first.clone(), other.clone(), second]);
+        let rest = writes.after_changes(&HashSet::from([first.instance]));
+        assert_eq!(
+            latest_decisions(rest.decisions.iter().copied()),
+            vec![
+                LatestDecision {
+                    instance: first.instance,
+                    decision: "scale_down",
+                    rows: 2
+                },
+                LatestDecision {
+                    instance: other.instance,
+                    decision: "no_action",
+                    rows: 1
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_applied_action_makes_its_event_and_a_refused_or_quiet_one_none() {
+        let up = outcome(Decision::ScaleUp, true, false);
+        let refused = outcome(Decision::ScaleUp, true, false);
+        let quiet = outcome(Decision::NoAction, true, false);
+        let writes = ScalingWrites::plan(&[up.clone(), refused, quiet]);
+        let rest = writes.after_changes(&HashSet::from([up.instance]));
+        assert_eq!(rest.events.len(), 1);
+        let event = rest.events[0];
+        let row = rest
+            .decisions
+            .iter()
+            .find(|d| d.instance == up.instance)
+            .unwrap();
+        assert_eq!(
+            (event.instance, event.decision, event.at),
+            (up.instance, row.id, up.decided_at)
+        );
+        assert_eq!(Some(event), DecisionEvent::of(row, "mock-1").as_ref());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::{SeriesBucket, SeriesDecision};
 use crate::collect::{CollectTarget, SourceKind};
+use crate::events::Subscriber;
 use crate::model::{
     DecisionRecord, DueEvent, Instance, Metric, OutlierType, User, Webhook, WebhookDelivery,
 };
@@ -296,10 +297,11 @@ pub(super) fn collect_target(
     }
 }
 
-/// What the scaling claim returns: id, scale_level, last_action_at, last_decision,
-/// policy, recommended_level, recommended_action_at.
+/// What the scaling claim returns: id, instance_id, scale_level, last_action_at,
+/// last_decision, policy, recommended_level, recommended_action_at.
 pub(super) type ScaleRow = (
     Id,
+    String,
     i32,
     Option<Time>,
     Option<String>,
@@ -309,10 +311,11 @@ pub(super) type ScaleRow = (
 );
 
 pub(super) fn scaling_candidate(
-    (id, level, last_action_at, last, policy, shadow, shadow_at): ScaleRow,
+    (id, instance_id, level, last_action_at, last, policy, shadow, shadow_at): ScaleRow,
 ) -> ScalingCandidate {
     ScalingCandidate {
         id: id.0,
+        instance_id,
         level,
         last_action_at: time(last_action_at),
         last_decision: last.as_deref().and_then(Decision::parse),
@@ -441,5 +444,17 @@ pub(super) fn due_event((id, url, secret, payload, attempt, created_at): DueRow)
         payload,
         attempt,
         created_at: created_at.0,
+    }
+}
+
+/// A webhook of an instance's owner, as the event fan-out reads it: the instance,
+/// the webhook, the kinds it subscribes to.
+pub(super) type SubscriberRow = (Id, Id, Json<Vec<String>>);
+
+pub(super) fn subscriber((instance, webhook, events): SubscriberRow) -> Subscriber {
+    Subscriber {
+        instance: instance.0,
+        webhook: webhook.0,
+        events: events.0,
     }
 }

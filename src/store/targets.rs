@@ -10,6 +10,7 @@ use super::StoreResult;
 use super::row::{Id, Time};
 use crate::actuate::reconcile::ActuationRecord;
 use crate::actuate::{ActuationEvent, Progress, TargetSpec, TargetState, Update};
+use crate::events::EventKind;
 use crate::scaling::PolicyPatch;
 
 /// A stored target.
@@ -42,10 +43,8 @@ pub struct DueTarget {
 pub struct ActuationNotice {
     pub actuation: Uuid,
     pub instance: Uuid,
-    /// The subscription kind (`actuation_applied`) and the event type
-    /// (`actuation.applied`).
-    pub kind: &'static str,
-    pub event_type: String,
+    pub kind: EventKind,
+    /// The body, exactly as it will be signed and sent.
     pub payload: String,
     pub at: DateTime<Utc>,
 }

@@ -27,12 +27,6 @@ use crate::model::{DeliveryAttempt, DueEvent};
 use crate::signals::{Signals, TickOutcome};
 use crate::store::{StoreResult, WebhookOutbox};
 
-/// The decisions a webhook can subscribe to.
-pub const EVENT_KINDS: [&str; 2] = ["scale_up", "scale_down"];
-/// The events of scale targets a webhook may also subscribe to (not by default):
-/// sent as `actuation.applied`, `actuation.failed`, `actuation.drift`.
-pub const ACTUATION_EVENT_KINDS: [&str; 3] =
-    ["actuation_applied", "actuation_failed", "actuation_drift"];
 /// Most webhooks one user may have.
 pub const MAX_WEBHOOKS_PER_USER: i64 = 10;
 /// How long one delivery may take.

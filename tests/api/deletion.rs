@@ -35,6 +35,7 @@ fn metric(instance: Uuid, seconds_ago: i64, cpu: f64) -> NewMetric {
 fn no_action(instance: Uuid) -> ScalingOutcome {
     ScalingOutcome {
         instance,
+        instance_id: String::new(), // a no_action makes no webhook event
         level_before: 1,
         evaluation: Evaluation {
             decision: Decision::NoAction,

@@ -38,6 +38,8 @@ on_both_databases! {
                 "/api/webhooks/{id}/test",
                 "/api/instances/{instance_id}/policy",
                 "/api/instances/{instance_id}/backtest",
+                "/api/instances/{instance_id}/target",
+                "/api/instances/{instance_id}/actuations",
             ])
         );
         let operations: BTreeSet<(String, &str)> = paths
@@ -73,6 +75,10 @@ on_both_databases! {
                 ("PUT".to_owned(), "/api/instances/{instance_id}/policy"),
                 ("DELETE".to_owned(), "/api/instances/{instance_id}/policy"),
                 ("POST".to_owned(), "/api/instances/{instance_id}/backtest"),
+                ("PUT".to_owned(), "/api/instances/{instance_id}/target"),
+                ("GET".to_owned(), "/api/instances/{instance_id}/target"),
+                ("DELETE".to_owned(), "/api/instances/{instance_id}/target"),
+                ("GET".to_owned(), "/api/instances/{instance_id}/actuations"),
             ])
         );
     }

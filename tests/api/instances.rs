@@ -24,6 +24,8 @@ fn fresh_instance(instance_id: &str, region: &str, is_mock: bool) -> Value {
         "last_collection_error": null,
         "policy_mode": "enforce",
         "recommended_scale_level": 1,
+        "target_kind": null,
+        "actuation_state": null,
     })
 }
 

@@ -35,6 +35,7 @@ async fn record_decisions(app: &TestApp, count: i64) {
     for i in 0..count {
         let outcome = ScalingOutcome {
             instance,
+            instance_id: "mock-1".into(),
             level_before: 1,
             evaluation: Evaluation {
                 decision: Decision::NoAction,

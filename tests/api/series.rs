@@ -51,6 +51,7 @@ async fn decide(
 ) {
     let outcome = ScalingOutcome {
         instance,
+        instance_id: String::new(), // the owner has no webhooks
         level_before: before,
         evaluation: Evaluation {
             decision,

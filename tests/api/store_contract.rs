@@ -4,7 +4,7 @@ use autoscaler::collect::CollectionStatus;
 use autoscaler::model::{MetricSource, NewMetric};
 use autoscaler::scaling::record::{ScalingCandidate, ScalingOutcome};
 use autoscaler::scaling::{Decision, Evaluation, Votes};
-use autoscaler::store::{InstanceCounts, NewInstance, Store, StoreError};
+use autoscaler::store::{InstanceCounts, NewInstance, PageRequest, Store, StoreError};
 use autoscaler::testing::TestReads;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use uuid::Uuid;
@@ -414,6 +414,7 @@ on_both_databases! {
                             .iter()
                             .map(|&instance| ScalingOutcome {
                                 instance,
+                                instance_id: String::new(),
                                 level_before: 1,
                                 evaluation: Evaluation {
                                     decision: Decision::NoAction,
@@ -493,5 +494,181 @@ on_both_databases! {
                 (m.network_in.map(|v| v as f64), m.network_out.map(|v| v as f64), false)
             );
         }
+    }
+}
+
+// --- the counts behind every page's `total` ---
+//
+// `metric_count` and `decision_count` on an instance's row are what the pages report
+// as `total`: PostgreSQL keeps them by explicit updates in each write, SQLite by
+// triggers. One test per write path holds both to the rows actually there.
+
+/// Asserts that `instance`'s pages report `metrics` and `decisions` as their totals,
+/// and that those are the rows a read finds.
+async fn assert_totals(
+    store: &dyn Store,
+    instance: Uuid,
+    metrics: i64,
+    decisions: i64,
+    what: &str,
+) {
+    let all = PageRequest {
+        limit: 10_000,
+        offset: 0,
+    };
+    let m = store.metrics_page(instance, all).await.unwrap();
+    let d = store.decisions_page(instance, all).await.unwrap();
+    assert_eq!(
+        (m.total, d.total),
+        (metrics, decisions),
+        "totals after {what}"
+    );
+    assert_eq!(
+        (m.items.len() as i64, d.items.len() as i64),
+        (metrics, decisions),
+        "rows after {what}"
+    );
+}
+
+/// An outcome that writes a `no_action` row for `instance` (no level change).
+fn quiet(instance: Uuid, at: DateTime<Utc>, reason: &str) -> ScalingOutcome {
+    ScalingOutcome {
+        instance,
+        instance_id: String::new(),
+        level_before: 1,
+        evaluation: Evaluation {
+            decision: Decision::NoAction,
+            reason: reason.into(),
+            new_level: 1,
+            votes: Votes { up: 0, down: 0 },
+            outlier: None,
+            latest: None,
+        },
+        record: true,
+        decided_at: at,
+        dry_run: false,
+    }
+}
+
+on_both_databases! {
+    async fn inserted_metrics_are_counted_per_instance(app) {
+        let store = app.store.as_ref();
+        let alice = user(store, "alice@example.com").await;
+        let (a, b) = (instance(store, alice, "mock-a").await, instance(store, alice, "mock-b").await);
+        let t = now();
+        let mut batch: Vec<NewMetric> = (0..3).map(|i| metric(a, t - TimeDelta::seconds(i), 10.0)).collect();
+        batch.extend((0..2).map(|i| metric(b, t - TimeDelta::seconds(i), 20.0)));
+
+        store.insert_metrics(&batch).await.unwrap();
+        store.insert_metrics(&[metric(a, t + TimeDelta::seconds(1), 30.0)]).await.unwrap();
+
+        assert_totals(store, a, 4, 0, "two inserts").await;
+        assert_totals(store, b, 2, 0, "one insert").await;
+    }
+
+    async fn replacing_metrics_counts_only_the_new_ones(app) {
+        // What a simulation with `clear_existing` does.
+        let store = app.store.as_ref();
+        let alice = user(store, "alice@example.com").await;
+        let (a, b) = (instance(store, alice, "mock-a").await, instance(store, alice, "mock-b").await);
+        let t = now();
+        let old: Vec<NewMetric> = (0..5).map(|i| metric(a, t - TimeDelta::seconds(i), 10.0)).collect();
+        store.insert_metrics(&old).await.unwrap();
+        store.insert_metrics(&[metric(b, t, 10.0)]).await.unwrap();
+
+        let new: Vec<NewMetric> = (0..2).map(|i| metric(a, t + TimeDelta::seconds(i), 90.0)).collect();
+        store.replace_metrics(a, &new).await.unwrap();
+        assert_totals(store, a, 2, 0, "a replace").await;
+        store.replace_metrics(a, &[]).await.unwrap();
+        assert_totals(store, a, 0, 0, "a replace with nothing").await;
+        assert_totals(store, b, 1, 0, "another instance's replace").await;
+    }
+
+    async fn collected_metrics_are_counted_and_a_stored_datapoint_is_not_counted_again(app) {
+        let store = app.store.as_ref();
+        let alice = user(store, "alice@example.com").await;
+        let (a, b, c) = (
+            instance(store, alice, "i-a").await,
+            instance(store, alice, "i-b").await,
+            instance(store, alice, "i-c").await,
+        );
+        let t = now();
+        let cloudwatch = |instance, secs| NewMetric {
+            source: MetricSource::CloudWatch,
+            ..metric(instance, t - TimeDelta::seconds(secs), 50.0)
+        };
+        let status = |instance| CollectionStatus { instance, last_collected_at: Some(t), error: None };
+
+        // `c` gets metrics without a status of its own.
+        let first = [cloudwatch(a, 60), cloudwatch(a, 0), cloudwatch(b, 0), cloudwatch(c, 0)];
+        store.record_collection(&first, &[status(a), status(b)]).await.unwrap();
+        // `a`'s datapoint at t is stored already; only the one at t - 30 s is new.
+        store.record_collection(&[cloudwatch(a, 0), cloudwatch(a, 30)], &[status(a)]).await.unwrap();
+
+        assert_totals(store, a, 3, 0, "two collections, one repeated datapoint").await;
+        assert_totals(store, b, 1, 0, "one collection").await;
+        assert_totals(store, c, 1, 0, "metrics without a status").await;
+    }
+
+    async fn decisions_are_counted_per_row_even_two_for_one_instance_in_one_batch(app) {
+        let store = app.store.as_ref();
+        let alice = user(store, "alice@example.com").await;
+        let (a, b) = (instance(store, alice, "mock-a").await, instance(store, alice, "mock-b").await);
+        let t = now();
+
+        store
+            .apply_scaling(&[quiet(a, t, "first"), quiet(b, t, "only"), quiet(a, t, "second")])
+            .await
+            .unwrap();
+        assert_totals(store, a, 0, 2, "two decisions for one instance in one batch").await;
+        assert_totals(store, b, 0, 1, "one decision").await;
+
+        store.apply_scaling(&[quiet(a, t + TimeDelta::seconds(15), "third")]).await.unwrap();
+        assert_totals(store, a, 0, 3, "another batch").await;
+    }
+
+    async fn deleting_an_instance_leaves_the_other_counts_alone(app) {
+        let store = app.store.as_ref();
+        let alice = user(store, "alice@example.com").await;
+        let (a, b) = (instance(store, alice, "mock-a").await, instance(store, alice, "mock-b").await);
+        let t = now();
+        store.insert_metrics(&[metric(a, t, 1.0), metric(b, t, 2.0), metric(b, t - TimeDelta::seconds(1), 3.0)]).await.unwrap();
+        store.apply_scaling(&[quiet(a, t, "a"), quiet(b, t, "b")]).await.unwrap();
+
+        assert_eq!(store.delete_instance(a).await.unwrap(), autoscaler::store::Deletion::Deleted);
+
+        assert_totals(store, a, 0, 0, "its deletion").await;
+        assert_totals(store, b, 2, 1, "another instance's deletion").await;
+    }
+
+    async fn retention_takes_what_it_deletes_off_the_counts(app) {
+        let store = app.store.as_ref();
+        let alice = user(store, "alice@example.com").await;
+        let (a, b) = (instance(store, alice, "mock-a").await, instance(store, alice, "mock-b").await);
+        let t = now();
+        let day = TimeDelta::days(1);
+        let mut batch: Vec<NewMetric> = (0..5).map(|i| metric(a, t - day * 10 - TimeDelta::seconds(i), 1.0)).collect();
+        batch.extend((0..2).map(|i| metric(a, t - TimeDelta::seconds(i), 1.0)));
+        batch.extend((0..3).map(|i| metric(b, t - day * 10 - TimeDelta::seconds(i), 1.0)));
+        store.insert_metrics(&batch).await.unwrap();
+        store
+            .apply_scaling(&[quiet(a, t - day * 40, "old"), quiet(b, t - day * 40, "old"), quiet(b, t - day * 35, "old")])
+            .await
+            .unwrap();
+        store.apply_scaling(&[quiet(a, t, "new")]).await.unwrap();
+
+        // Batches of 3 rows: several rounds, as the retention tick runs them.
+        let mut deleted = 0;
+        loop {
+            let n = store.purge(t - day * 7, t - day * 30, 3).await.unwrap();
+            deleted += n;
+            if n == 0 {
+                break;
+            }
+        }
+
+        assert_eq!(deleted, 5 + 3 + 3);
+        assert_totals(store, a, 2, 1, "retention").await;
+        assert_totals(store, b, 0, 0, "retention").await;
     }
 }

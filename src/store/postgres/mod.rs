@@ -2,6 +2,18 @@
 //! `FOR UPDATE SKIP LOCKED` claims so replicas share each tick's work. One file per
 //! aggregate, named as its SQLite counterpart is; this one holds the connection,
 //! the claim cursor and the lock-order rule ([`Locked`]) the other files share.
+//!
+//! **Counts.** An instance's `metric_count` and `decision_count` (every page's
+//! `total`) are updated explicitly, in the transaction of the write that changes
+//! them, by what its statements report they wrote or deleted (`RETURNING instance`),
+//! summed per instance before the `UPDATE ... FROM`: such an update applies one
+//! input row per target, so a per-row `+ 1` would count two rows of one instance
+//! once. Explicit rather than by trigger: a row trigger would update an instance
+//! once per row written (a new row version each time) and lock the instances in
+//! the insert's order, where the batch writes lock them in key order first
+//! ([`Locked`]). The writes that do it:
+//! `insert_metrics`, `replace_metrics`, `record_collection`, `write_scaling`,
+//! `purge`; deleting an instance takes its counts with it.
 
 /// The statements of a claim (see `PostgresStore::claim`) of the monitored
 /// instances whose `$slot` column is behind the slot `$1`: the UPDATE that takes up

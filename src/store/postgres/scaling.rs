@@ -8,7 +8,9 @@ use super::webhooks::queue_decision_events;
 use super::{Locked, PostgresStore, WindowRow};
 use crate::model::DecisionRecord;
 use crate::scaling::Sample;
-use crate::scaling::record::{LevelChange, ScalingCandidate, ScalingWrites};
+use crate::scaling::record::{
+    LatestDecision, LevelChange, ScalingCandidate, ScalingWrites, latest_decisions,
+};
 use crate::store::row::{self, ScaleRow};
 use crate::store::{Scaling, StoreResult};
 
@@ -45,20 +47,22 @@ async fn change_levels(
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
-/// Records each instance's newest decision and counts it.
+/// Records each instance's newest decision and counts its rows: one row of the
+/// UPDATE's input per instance, since an `UPDATE ... FROM` applies only one joined
+/// row to each target (two decisions for one instance would count once).
 async fn set_latest_decisions(
     tx: &mut sqlx::PgConnection,
     _: &Locked,
-    instances: &[Uuid],
-    decisions: &[&str],
+    latest: &[LatestDecision<'_>],
 ) -> StoreResult<()> {
     sqlx::query(
-        "UPDATE instances i SET last_decision = u.d, decision_count = i.decision_count + 1
-         FROM UNNEST($1::uuid[], $2::text[]) AS u(id, d)
+        "UPDATE instances i SET last_decision = u.d, decision_count = i.decision_count + u.n
+         FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) AS u(id, d, n)
          WHERE i.id = u.id AND i.id = ANY($1)",
     )
-    .bind(instances)
-    .bind(decisions)
+    .bind(latest.iter().map(|l| l.instance).collect::<Vec<_>>())
+    .bind(latest.iter().map(|l| l.decision).collect::<Vec<_>>())
+    .bind(latest.iter().map(|l| l.rows).collect::<Vec<_>>())
     .execute(tx)
     .await?;
     Ok(())
@@ -71,7 +75,7 @@ impl Scaling for PostgresStore {
             .claim(
                 claim_statements!(
                     "scale_slot",
-                    "id, scale_level, last_action_at, last_decision, policy,
+                    "id, instance_id, scale_level, last_action_at, last_decision, policy,
                      recommended_level, recommended_action_at"
                 ),
                 |c| &mut c.scale,
@@ -157,8 +161,15 @@ impl Scaling for PostgresStore {
             .execute(&mut *tx)
             .await?;
             // webhooks: the outbox events of these decisions, in the same transaction.
-            queue_decision_events(&mut tx, &ids).await?;
-            set_latest_decisions(&mut tx, &locked, &instances, &decisions).await?;
+            let events: Vec<_> = rest
+                .events
+                .iter()
+                .copied()
+                .filter(|e| locked.contains(e.instance))
+                .collect();
+            queue_decision_events(&mut tx, &events).await?;
+            let latest = latest_decisions(records.iter().copied());
+            set_latest_decisions(&mut tx, &locked, &latest).await?;
         }
 
         if !rest.outliers.is_empty() {

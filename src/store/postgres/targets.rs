@@ -68,12 +68,12 @@ async fn queue_actuation_events(
         for (instance, webhook, events) in &subscriptions {
             let wants = events
                 .as_array()
-                .is_some_and(|list| list.iter().any(|e| e.as_str() == Some(n.kind)));
+                .is_some_and(|list| list.iter().any(|e| e.as_str() == Some(n.kind.as_str())));
             if *instance == n.instance && wants {
                 rows.0.push(Uuid::now_v7());
                 rows.1.push(*webhook);
                 rows.2.push(n.actuation);
-                rows.3.push(&n.event_type);
+                rows.3.push(n.kind.event_type());
                 rows.4.push(&n.payload);
                 rows.5.push(n.at);
             }

@@ -5,38 +5,56 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::PostgresStore;
+use crate::events::{DecisionEvent, fan_out};
 use crate::model::{DeliveryAttempt, DueEvent, NewWebhook, Webhook, WebhookDelivery};
-use crate::store::row::{self, DeliveryRow, DueRow, WebhookRow};
+use crate::store::row::{self, DeliveryRow, DueRow, SubscriberRow, WebhookRow};
 use crate::store::{StoreResult, WebhookOutbox, Webhooks};
 
-/// Queues one event per matching webhook of the instance's owner for each of the
-/// just-written decisions `ids` that is an action, in the caller's transaction: one
-/// set-based INSERT ... SELECT, the payload built from the stored rows.
+/// Queues `events` for the subscribed webhooks of their instances' owners, in the
+/// caller's transaction: the subscribers are read (and held: `FOR KEY SHARE` keeps a
+/// webhook from being deleted before the insert refers to it), [`fan_out`] makes
+/// the rows, one INSERT writes them.
 pub(super) async fn queue_decision_events(
     tx: &mut sqlx::PgConnection,
-    ids: &[Uuid],
+    events: &[&DecisionEvent],
 ) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let instances: Vec<Uuid> = events.iter().map(|e| e.instance).collect();
+    let subscribers: Vec<SubscriberRow> = sqlx::query_as(
+        "SELECT i.id, w.id, w.events FROM instances i JOIN webhooks w ON w.user_id = i.user_id
+         WHERE i.id = ANY($1) FOR KEY SHARE OF w",
+    )
+    .bind(&instances)
+    .fetch_all(&mut *tx)
+    .await?;
+    let subscribers: Vec<_> = subscribers.into_iter().map(row::subscriber).collect();
+    let rows = fan_out(events, &subscribers);
+    if rows.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
         "INSERT INTO webhook_events (id, webhook, decision, event_type, payload,
                 next_attempt_at, created_at)
-         SELECT gen_random_uuid(), w.id, d.id, 'scaling.' || d.decision,
-                jsonb_build_object(
-                    'type', 'scaling.' || d.decision,
-                    'timestamp', to_char(d.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-                    'data', jsonb_build_object(
-                        'instance_id', i.instance_id, 'decision', d.decision,
-                        'reason', d.reason, 'level_before', d.level_before,
-                        'level_after', d.level_after, 'dry_run', d.dry_run,
-                        'cpu_utilization', d.cpu_utilization, 'memory_usage', d.memory_usage,
-                        'network_in', d.network_in, 'network_out', d.network_out,
-                        'decision_id', d.id))::text,
-                d.ts, d.ts
-         FROM scaling_decisions d
-         JOIN instances i ON i.id = d.instance
-         JOIN webhooks w ON w.user_id = i.user_id AND w.events ? d.decision
-         WHERE d.id = ANY($1) AND d.decision IN ('scale_up', 'scale_down')",
+         SELECT id, webhook, decision, event_type, payload, at, at
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                     $6::timestamptz[]) AS u(id, webhook, decision, event_type, payload, at)",
     )
-    .bind(ids)
+    .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.webhook).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.event.decision).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.event.kind.event_type())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.event.payload.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| r.event.at).collect::<Vec<_>>())
     .execute(tx)
     .await?;
     Ok(())

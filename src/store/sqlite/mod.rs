@@ -5,6 +5,12 @@
 //! its PostgreSQL counterpart is; this one holds the connection and the helpers the
 //! other files share.
 //!
+//! **Counts.** An instance's `metric_count` and `decision_count` (every page's
+//! `total`) are kept by triggers, one update per row inserted or deleted, cascades
+//! included (`migrations/sqlite/20261202000001_counts_and_login_failures.sql`):
+//! no statement here writes them. SQLite's single writer makes lock order moot, and
+//! a trigger runs inside the statement, so the write lock is not held again.
+//!
 //! Every `LIMIT` takes `?N + 0` rather than a bare `?N`. SQLite plans a bare
 //! parameter's LIMIT with its bound value, marking the statement to be prepared
 //! again whenever that parameter is rebound, so a cached statement would be parsed
@@ -114,6 +120,7 @@ mod tests {
             include_str!("retention.rs"),
             include_str!("scaling.rs"),
             include_str!("series.rs"),
+            include_str!("targets.rs"),
             include_str!("users.rs"),
             include_str!("webhooks.rs"),
         ];

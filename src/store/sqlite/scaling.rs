@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::webhooks::queue_decision_events;
 use super::{SqliteStore, decode_error, micros};
 use crate::scaling::Sample;
-use crate::scaling::record::{ScalingCandidate, ScalingWrites};
+use crate::scaling::record::{ScalingCandidate, ScalingWrites, latest_decisions};
 use crate::store::row::{self, Id, ScaleRow, Time};
 use crate::store::{Scaling, StoreResult};
 
@@ -32,7 +32,7 @@ impl Scaling for SqliteStore {
             "UPDATE instances SET scale_slot = ?1
              WHERE id IN (SELECT id FROM instances
                           WHERE is_monitoring = 1 AND scale_slot < ?1 LIMIT ?2 + 0)
-             RETURNING id, scale_level, last_action_at, last_decision, policy,
+             RETURNING id, instance_id, scale_level, last_action_at, last_decision, policy,
                        recommended_level, recommended_action_at",
         )
         .bind(slot)
@@ -167,13 +167,19 @@ impl Scaling for SqliteStore {
             .execute(&mut *tx)
             .await?;
             // webhooks: the outbox events of these decisions, in the same transaction.
-            queue_decision_events(&mut tx, &records).await?;
+            queue_decision_events(&mut tx, &rest.events).await?;
+            // One input row per instance (an UPDATE ... FROM applies one joined row
+            // to each target); the rows are counted by trigger.
+            let latest: Vec<serde_json::Value> = latest_decisions(rest.decisions.iter().copied())
+                .iter()
+                .map(|l| json!([l.instance.to_string(), l.decision]))
+                .collect();
             sqlx::query(
                 "UPDATE instances SET last_decision = u.d
-                 FROM (SELECT value->>1 AS id, value->>7 AS d FROM json_each(?1)) AS u
+                 FROM (SELECT value->>0 AS id, value->>1 AS d FROM json_each(?1)) AS u
                  WHERE instances.id = u.id",
             )
-            .bind(&records)
+            .bind(serde_json::Value::Array(latest).to_string())
             .execute(&mut *tx)
             .await?;
         }

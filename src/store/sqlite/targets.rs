@@ -55,7 +55,7 @@ async fn queue_actuation_events(
         .await?;
         for (webhook, events) in webhooks {
             let events: Vec<String> = serde_json::from_str(&events).unwrap_or_default();
-            if !events.iter().any(|e| e == n.kind) {
+            if !events.iter().any(|e| e == n.kind.as_str()) {
                 continue;
             }
             sqlx::query(
@@ -66,7 +66,7 @@ async fn queue_actuation_events(
             .bind(Uuid::now_v7().to_string())
             .bind(webhook)
             .bind(n.actuation.to_string())
-            .bind(&n.event_type)
+            .bind(n.kind.event_type())
             .bind(&n.payload)
             .bind(micros(n.at))
             .execute(&mut *tx)

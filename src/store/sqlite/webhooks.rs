@@ -6,47 +6,54 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{SqliteStore, convert, decode_error, micros};
+use crate::events::{DecisionEvent, fan_out};
 use crate::model::{DeliveryAttempt, DueEvent, NewWebhook, Webhook, WebhookDelivery};
-use crate::store::row::{self, DeliveryRow, DueRow, WebhookRow};
+use crate::store::row::{self, DeliveryRow, DueRow, SubscriberRow, WebhookRow};
 use crate::store::{StoreResult, WebhookOutbox, Webhooks};
 
-/// Queues one event per matching webhook of the instance's owner for each of the
-/// just-written decision rows in `records` (the JSON array `apply_scaling` bound,
-/// decision id first) that is an action, in the caller's transaction: one
-/// set-based INSERT ... SELECT, the payload built from the stored rows.
+/// Queues `events` for the subscribed webhooks of their instances' owners, in the
+/// caller's transaction (which holds SQLite's write lock, so no webhook goes
+/// meanwhile): the subscribers are read, [`fan_out`] makes the rows, one INSERT
+/// writes them.
 pub(super) async fn queue_decision_events(
     tx: &mut sqlx::SqliteConnection,
-    records: &str,
+    events: &[&DecisionEvent],
 ) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let instances: Vec<String> = events.iter().map(|e| e.instance.to_string()).collect();
+    let subscribers: Vec<SubscriberRow> = sqlx::query_as(
+        "SELECT i.id, w.id, w.events FROM instances i JOIN webhooks w ON w.user_id = i.user_id
+         WHERE i.id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(serde_json::to_string(&instances).map_err(decode_error)?)
+    .fetch_all(&mut *tx)
+    .await?;
+    let subscribers: Vec<_> = subscribers.into_iter().map(row::subscriber).collect();
+    let rows: Vec<serde_json::Value> = fan_out(events, &subscribers)
+        .iter()
+        .map(|r| {
+            json!([
+                r.id.to_string(),
+                r.webhook.to_string(),
+                r.event.decision.to_string(),
+                r.event.kind.event_type(),
+                r.event.payload,
+                micros(r.event.at)
+            ])
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
         "INSERT INTO webhook_events (id, webhook, decision, event_type, payload,
                 next_attempt_at, created_at)
-         SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4'
-                      || substr(hex(randomblob(2)), 2) || '-'
-                      || substr('89AB', 1 + (abs(random()) % 4), 1)
-                      || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6))),
-                w.id, d.id, 'scaling.' || d.decision,
-                json_object(
-                    'type', 'scaling.' || d.decision,
-                    'timestamp', strftime('%Y-%m-%dT%H:%M:%S', d.ts / 1000000, 'unixepoch')
-                                 || printf('.%06dZ', d.ts % 1000000),
-                    'data', json_object(
-                        'instance_id', i.instance_id, 'decision', d.decision,
-                        'reason', d.reason, 'level_before', d.level_before,
-                        'level_after', d.level_after,
-                        'dry_run', json(CASE WHEN d.dry_run THEN 'true' ELSE 'false' END),
-                        'cpu_utilization', d.cpu_utilization, 'memory_usage', d.memory_usage,
-                        'network_in', d.network_in, 'network_out', d.network_out,
-                        'decision_id', d.id)),
-                d.ts, d.ts
-         FROM json_each(?1) AS r
-         JOIN scaling_decisions d ON d.id = r.value->>0
-         JOIN instances i ON i.id = d.instance
-         JOIN webhooks w ON w.user_id = i.user_id
-              AND EXISTS (SELECT 1 FROM json_each(w.events) e WHERE e.value = d.decision)
-         WHERE d.decision IN ('scale_up', 'scale_down')",
+         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>5
+         FROM json_each(?1)",
     )
-    .bind(records)
+    .bind(serde_json::Value::Array(rows).to_string())
     .execute(tx)
     .await?;
     Ok(())
