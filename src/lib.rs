@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod check;
+pub mod cli;
 pub mod auth;
 pub mod collect;
 pub mod config;
@@ -14,6 +16,7 @@ pub mod http;
 pub mod jobs;
 pub mod model;
 pub mod scaling;
+pub mod secret;
 pub mod signals;
 pub mod store;
 pub mod telemetry;
