@@ -48,6 +48,7 @@ pub(super) async fn track(
     next: Next,
 ) -> Response {
     let started = Instant::now();
+    let _in_flight = signals.request_started();
     let method = method_label(req.method());
     let span = tracing::debug_span!(
         "request",
