@@ -778,7 +778,10 @@ async fn readiness_reports_a_lost_or_hung_database_and_liveness_does_not() {
             _ => proxy.freeze(true),
         }
         let started = Instant::now();
-        assert_eq!(probe("ready").await, unavailable, "{fault}");
+        let resp = client.get(format!("{base}/api/health/ready")).send().await.unwrap();
+        assert_eq!(resp.headers()["retry-after"], "1", "{fault}: a 503 says when to retry");
+        let answer = (resp.status(), resp.json::<Value>().await.unwrap());
+        assert_eq!(answer, unavailable, "{fault}");
         let waited = started.elapsed();
         assert!(
             waited < Duration::from_millis(2500),
