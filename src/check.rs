@@ -160,7 +160,10 @@ async fn ping(conn: &mut impl Connection) -> anyhow::Result<u128> {
 
 /// How many of the binary's migrations the database has.
 async fn migrations(conn: &mut impl Migrate, migrator: &Migrator) -> String {
-    let known = migrator.iter().filter(|m| m.migration_type.is_up_migration()).count();
+    let known = migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .count();
     match conn.list_applied_migrations(&migrator.table_name).await {
         Ok(applied) => {
             let pending = migrator
@@ -291,6 +294,10 @@ mod tests {
         );
         let failed = Report::invalid_settings(&anyhow::anyhow!("PORT must be a whole number"));
         assert!(!failed.passed());
-        assert!(failed.to_string().contains("FAILED   PORT must be a whole number"));
+        assert!(
+            failed
+                .to_string()
+                .contains("FAILED   PORT must be a whole number")
+        );
     }
 }

@@ -17,9 +17,11 @@ const USAGE: u8 = 2;
 /// whether each needs more or less capacity.
 #[derive(Debug, Parser)]
 #[command(name = "autoscaler", version, max_term_width = 100)]
-#[command(after_help = "Every flag is also the environment variable shown with it, which \
+#[command(
+    after_help = "Every flag is also the environment variable shown with it, which \
     may come from a .env file in the working directory; a flag wins over both. \
-    NO_COLOR=1 turns colour off on a terminal.")]
+    NO_COLOR=1 turns colour off on a terminal."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -151,7 +153,10 @@ mod tests {
     fn a_bad_value_is_a_usage_error_naming_the_variable() {
         let err = parse(&["autoscaler", "--port", "http"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
-        assert!(err.to_string().contains("PORT must be a whole number"), "{err}");
+        assert!(
+            err.to_string().contains("PORT must be a whole number"),
+            "{err}"
+        );
         let err = parse(&["autoscaler", "--no-such-flag"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("--no-such-flag"), "{err}");

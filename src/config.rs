@@ -202,7 +202,8 @@ impl Settings {
             .mut_args(|arg| arg.env(None))
             .try_get_matches_from(argv)
             .map_err(|e| anyhow::anyhow!(clap_message(&e)))?;
-        let settings = Settings::from_arg_matches(&matches).map_err(|e| anyhow::anyhow!(clap_message(&e)))?;
+        let settings =
+            Settings::from_arg_matches(&matches).map_err(|e| anyhow::anyhow!(clap_message(&e)))?;
         settings.finish(&matches)
     }
 
@@ -262,7 +263,9 @@ pub struct Setting<T> {
     blank_is_default: bool,
 }
 
-fn setting<T>(rule: impl Fn(&str, &str) -> Result<T, String> + Send + Sync + 'static) -> Setting<T> {
+fn setting<T>(
+    rule: impl Fn(&str, &str) -> Result<T, String> + Send + Sync + 'static,
+) -> Setting<T> {
     Setting {
         rule: Arc::new(rule),
         blank_is_default: true,
@@ -309,12 +312,7 @@ fn boolean() -> Setting<bool> {
 impl<T: Clone + Send + Sync + 'static> TypedValueParser for Setting<T> {
     type Value = T;
 
-    fn parse_ref(
-        &self,
-        cmd: &Command,
-        arg: Option<&Arg>,
-        value: &OsStr,
-    ) -> Result<T, clap::Error> {
+    fn parse_ref(&self, cmd: &Command, arg: Option<&Arg>, value: &OsStr) -> Result<T, clap::Error> {
         let name = arg.map(variable).unwrap_or_default();
         let fail = |message: String| {
             clap::Error::raw(ErrorKind::ValueValidation, format!("{message}\n")).with_cmd(cmd)
@@ -389,16 +387,56 @@ mod tests {
     fn bad_values_name_their_variable() {
         for (name, value, message) in [
             ("PORT", "http", "PORT must be a whole number (got \"http\")"),
-            ("PORT", "70000", "PORT must be between 0 and 65535 (got 70000)"),
-            ("HOST", "not-an-ip", "HOST must be an IP address such as 0.0.0.0 (got \"not-an-ip\")"),
-            ("SCALING_INTERVAL_SECONDS", "0", "SCALING_INTERVAL_SECONDS must be between 1 and 3600 (got 0)"),
-            ("MAX_SCALE_LEVEL", "-1", "MAX_SCALE_LEVEL must be a whole number (got \"-1\")"),
-            ("DATABASE_URL", "mysql://x", "DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got \"mysql://x\")"),
-            ("JWT_SECRET_KEY", "short", "JWT_SECRET_KEY must be at least 16 characters long"),
-            ("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "maybe", "WEBHOOK_ALLOW_PRIVATE_NETWORKS must be true or false (got \"maybe\")"),
-            ("RUN_JOBS", "yes", "RUN_JOBS must be true or false (got \"yes\")"),
-            ("LOG_FORMAT", "xml", "LOG_FORMAT must be text or json (got \"xml\")"),
-            ("LOG_RETENTION_DAYS", "0", "LOG_RETENTION_DAYS must be between 1 and 3650 (got 0)"),
+            (
+                "PORT",
+                "70000",
+                "PORT must be between 0 and 65535 (got 70000)",
+            ),
+            (
+                "HOST",
+                "not-an-ip",
+                "HOST must be an IP address such as 0.0.0.0 (got \"not-an-ip\")",
+            ),
+            (
+                "SCALING_INTERVAL_SECONDS",
+                "0",
+                "SCALING_INTERVAL_SECONDS must be between 1 and 3600 (got 0)",
+            ),
+            (
+                "MAX_SCALE_LEVEL",
+                "-1",
+                "MAX_SCALE_LEVEL must be a whole number (got \"-1\")",
+            ),
+            (
+                "DATABASE_URL",
+                "mysql://x",
+                "DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got \"mysql://x\")",
+            ),
+            (
+                "JWT_SECRET_KEY",
+                "short",
+                "JWT_SECRET_KEY must be at least 16 characters long",
+            ),
+            (
+                "WEBHOOK_ALLOW_PRIVATE_NETWORKS",
+                "maybe",
+                "WEBHOOK_ALLOW_PRIVATE_NETWORKS must be true or false (got \"maybe\")",
+            ),
+            (
+                "RUN_JOBS",
+                "yes",
+                "RUN_JOBS must be true or false (got \"yes\")",
+            ),
+            (
+                "LOG_FORMAT",
+                "xml",
+                "LOG_FORMAT must be text or json (got \"xml\")",
+            ),
+            (
+                "LOG_RETENTION_DAYS",
+                "0",
+                "LOG_RETENTION_DAYS must be between 1 and 3650 (got 0)",
+            ),
         ] {
             let err = settings(&[(name, value)]).unwrap_err();
             assert_eq!(format!("{err:#}"), message, "{name}={value}");

@@ -7,9 +7,9 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod auth;
 pub mod check;
 pub mod cli;
-pub mod auth;
 pub mod collect;
 pub mod config;
 pub mod http;

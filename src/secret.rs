@@ -96,4 +96,52 @@ mod tests {
         assert_eq!(format!("{:?}", Some(&secret)), "Some([redacted])");
         assert_eq!(secret.expose(), "hunter2-hunter2-hunter2");
     }
+
+    #[test]
+    fn users_webhooks_and_settings_print_no_secret() {
+        use crate::model::{DueEvent, User, Webhook};
+        let (id, now) = (uuid::Uuid::nil(), chrono::Utc::now());
+        let user = User {
+            id,
+            email: "u@example.com".into(),
+            password_hash: "$argon2id$v=19$the-hash".into(),
+            created_at: now,
+        };
+        let webhook = Webhook {
+            id,
+            user_id: id,
+            url: "https://example.com/hook".into(),
+            events: vec!["scale_up".into()],
+            description: None,
+            secret: "whsec_the-signing-key".into(),
+            created_at: now,
+        };
+        let due = DueEvent {
+            id,
+            url: webhook.url.clone(),
+            secret: webhook.secret.clone(),
+            payload: "{}".into(),
+            attempt: 1,
+            created_at: now,
+        };
+        let settings = crate::config::Settings::from_lookup(|name| match name {
+            "JWT_SECRET_KEY" => Some("the-jwt-signing-key-0123".into()),
+            "METRICS_TOKEN" => Some("the-metrics-token".into()),
+            _ => None,
+        })
+        .unwrap();
+        let shown = format!("{user:?} {webhook:?} {due:?} {settings:?}");
+        for secret in [
+            "the-hash",
+            "the-signing-key",
+            "the-jwt-signing-key",
+            "the-metrics-token",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("u@example.com"),
+            "the rest still shows: {shown}"
+        );
+    }
 }

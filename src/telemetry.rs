@@ -48,7 +48,10 @@ where
     }
 }
 
-fn file_layer<S>(format: LogFormat, file: tracing_appender::non_blocking::NonBlocking) -> BoxedLayer<S>
+fn file_layer<S>(
+    format: LogFormat,
+    file: tracing_appender::non_blocking::NonBlocking,
+) -> BoxedLayer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {

@@ -5,9 +5,11 @@
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;
+#[allow(dead_code)]
+#[path = "support/process.rs"]
+mod process;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,6 +25,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use helpers::test_settings;
+use process::{free_port, signal, start_binary, wait_exit, wait_healthy};
 
 /// A TCP proxy that can cut every connection and refuse new ones (an outage), or
 /// hold every byte in flight while keeping connections open (a hung database).
@@ -217,7 +220,10 @@ async fn login(client: &reqwest::Client, base: &str, email: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set TEST_DATABASE_URL")]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set TEST_DATABASE_URL"
+)]
 async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes() {
     let Some(app) = ProxiedApp::start(&[("DB_ACQUIRE_TIMEOUT_SECONDS", "2")]).await else {
         panic!("TEST_DATABASE_URL is not set");
@@ -316,7 +322,10 @@ async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes()
 /// A database that stops answering without closing its connections: requests are
 /// abandoned with a 503 when REQUEST_TIMEOUT_SECONDS passes, instead of hanging.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set TEST_DATABASE_URL")]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set TEST_DATABASE_URL"
+)]
 async fn a_hung_database_makes_requests_time_out_with_503() {
     let overrides = [
         ("REQUEST_TIMEOUT_SECONDS", "1"),
@@ -362,73 +371,6 @@ async fn a_hung_database_makes_requests_time_out_with_503() {
     })
     .await;
     assert_eq!(body["email"], "hung@example.com");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The server binary on `database_url`, working in `dir`.
-fn start_binary(
-    dir: &std::path::Path,
-    database_url: &str,
-    port: u16,
-    extra: &[(&str, &str)],
-) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_autoscaler"));
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url)
-        .env("JWT_SECRET_KEY", helpers::JWT_SECRET)
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("LOG_DIR", dir.join("logs"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("server binary starts")
-}
-
-async fn wait_healthy(base: &str) {
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client.get(format!("{base}/api/")).send().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server at {base} never answered");
-}
-
-fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-async fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "process still running after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Runs `case` on a fresh database of each kind (PostgreSQL ignored without
@@ -503,7 +445,10 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero(database_url: &st
     // flight, and on a loaded machine that can take longer than any fixed wait.
     let deadline = Instant::now() + Duration::from_secs(30);
     while received(&client, &base).await - answered_before < 12.0 {
-        assert!(Instant::now() < deadline, "the server never held all 12 requests");
+        assert!(
+            Instant::now() < deadline,
+            "the server never held all 12 requests"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     signal(&child, "TERM");
@@ -594,7 +539,8 @@ async fn kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes(d
     let sim = json!({"instance_id": "mock-crash", "cpu_utilization": 77.7, "duration_minutes": 1000, "interval_seconds": 30});
     let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writer = {
-        let (client, base, auth, acked) = (client.clone(), base.clone(), auth.clone(), acked.clone());
+        let (client, base, auth, acked) =
+            (client.clone(), base.clone(), auth.clone(), acked.clone());
         tokio::spawn(async move {
             while let Ok(resp) = client
                 .post(format!("{base}/api/metrics/simulate"))
@@ -701,7 +647,10 @@ async fn a_burst_beyond_the_concurrency_limit_gets_fast_503s_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set TEST_DATABASE_URL")]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set TEST_DATABASE_URL"
+)]
 async fn a_burst_beyond_the_concurrency_limit_gets_fast_503s_on_postgres() {
     a_burst_beyond_the_concurrency_limit_gets_fast_503s(helpers::Db::Postgres).await;
 }
@@ -751,7 +700,10 @@ async fn a_burst_beyond_the_concurrency_limit_gets_fast_503s(db: helpers::Db) {
 /// Readiness follows the database through an outage and a hang (answering 503
 /// within about a second either way) while liveness stays 200 throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set TEST_DATABASE_URL")]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set TEST_DATABASE_URL"
+)]
 async fn readiness_reports_a_lost_or_hung_database_and_liveness_does_not() {
     let Some(app) = ProxiedApp::start(&[("DB_ACQUIRE_TIMEOUT_SECONDS", "5")]).await else {
         panic!("TEST_DATABASE_URL is not set");
@@ -778,8 +730,16 @@ async fn readiness_reports_a_lost_or_hung_database_and_liveness_does_not() {
             _ => proxy.freeze(true),
         }
         let started = Instant::now();
-        let resp = client.get(format!("{base}/api/health/ready")).send().await.unwrap();
-        assert_eq!(resp.headers()["retry-after"], "1", "{fault}: a 503 says when to retry");
+        let resp = client
+            .get(format!("{base}/api/health/ready"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.headers()["retry-after"],
+            "1",
+            "{fault}: a 503 says when to retry"
+        );
         let answer = (resp.status(), resp.json::<Value>().await.unwrap());
         assert_eq!(answer, unavailable, "{fault}");
         let waited = started.elapsed();

@@ -10,9 +10,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use super::{ApiError, AppState};
 use super::error::ErrorBody;
 use super::route::{ApiRouter, Endpoints};
+use super::{ApiError, AppState};
 
 /// How long readiness waits for the database before calling it unavailable.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(1);

@@ -120,7 +120,9 @@ pub async fn metrics(
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim());
-        if !given.is_some_and(|token| constant_time_eq(token.as_bytes(), expected.expose().as_bytes())) {
+        if !given
+            .is_some_and(|token| constant_time_eq(token.as_bytes(), expected.expose().as_bytes()))
+        {
             return Err(ApiError::metrics_token_required());
         }
     }

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{Db, Sample, TestApp, error, parse_exposition as parse, sample_value as value, spawn_app_with};
+use crate::helpers::{
+    Db, Sample, TestApp, error, parse_exposition as parse, sample_value as value, spawn_app_with,
+};
 use crate::on_both_databases;
 
 async fn scrape(app: &TestApp) -> Vec<Sample> {

@@ -568,7 +568,10 @@ crate::on_both_databases! {
 /// Two servers on one PostgreSQL database deliver every event, and no event twice
 /// in the same attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set TEST_DATABASE_URL")]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set TEST_DATABASE_URL"
+)]
 async fn two_servers_on_one_postgres_share_deliveries_without_duplicates() {
     let Some(app) = spawn_app_with(Db::Postgres, PRIVATE_OK).await else {
         panic!("TEST_DATABASE_URL is not set");
