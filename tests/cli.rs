@@ -346,3 +346,36 @@ async fn old_log_files_are_pruned_and_an_empty_log_dir_writes_none() {
     assert!(stdout.contains("api/docs"));
     assert!(!dir.path().join("logs").exists());
 }
+
+#[test]
+fn env_example_is_all_comments_and_names_every_setting_with_its_default() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".env.example");
+    let example = std::fs::read_to_string(&path).unwrap();
+    for line in example.lines() {
+        assert!(
+            line.is_empty() || line.starts_with('#'),
+            "not a comment: {line}"
+        );
+    }
+    // So a copy sets nothing: dotenvy reads no variable from it.
+    assert_eq!(dotenvy::from_path_iter(&path).unwrap().count(), 0);
+    let settings = autoscaler::config::Settings::augment_args(clap::Command::new("autoscaler"));
+    for arg in settings.get_arguments() {
+        let variable = arg.get_env().unwrap().to_str().unwrap();
+        let shown = match arg.get_default_values().first() {
+            Some(default) => format!("\n# {variable}={}\n", default.to_str().unwrap()),
+            None => format!("\n# {variable}="),
+        };
+        assert!(example.contains(&shown), "{shown:?} not in .env.example");
+    }
+}
+
+#[test]
+fn a_copy_of_env_example_checks_as_the_defaults_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join(".env.example");
+    std::fs::copy(example, dir.path().join(".env")).unwrap();
+    let out = run(bare(dir.path()).arg("check"));
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("sqlite://autoscaler.db"));
+}
