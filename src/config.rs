@@ -46,9 +46,9 @@ pub struct Settings {
     /// Where the data lives: postgres://user:password@host:5432/db (any number of
     /// replicas may share it) or sqlite:path. Tables are created on first start.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL,
-        value_parser = setting(|_, v| DatabaseUrl::parse(v)),
+        value_parser = setting(|_, v| DatabaseUrl::parse(v).map(SecretUrl)),
         hide_env_values = true, global = true, help_heading = DATABASE)]
-    pub database_url: DatabaseUrl,
+    pub database_url: SecretUrl,
     /// True when `DATABASE_URL` was not set and the SQLite default is in use.
     #[arg(skip)]
     pub database_defaulted: bool,
@@ -166,6 +166,31 @@ pub struct Settings {
     #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE_NETWORKS", default_value = "false", value_parser = boolean(),
         action = clap::ArgAction::Set, global = true, help_heading = SECURITY)]
     pub webhook_allow_private_networks: bool,
+}
+
+/// The database URL, as settings hold it: a [`DatabaseUrl`] (it derefs to one)
+/// whose `Debug` leaves the password out, so formatting the settings shows none.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(pub DatabaseUrl);
+
+impl std::ops::Deref for SecretUrl {
+    type Target = DatabaseUrl;
+
+    fn deref(&self) -> &DatabaseUrl {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", crate::app::redact(self.0.as_str()))
+    }
+}
+
+impl PartialEq<&str> for SecretUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
 }
 
 /// How log lines are written.
@@ -461,11 +486,17 @@ mod tests {
         let s = settings(&[
             ("JWT_SECRET_KEY", "jwt-secret-value-0123456789"),
             ("METRICS_TOKEN", "metrics-token-value-42"),
+            ("DATABASE_URL", "postgres://app:db-password-7@db/autoscaler"),
         ])
         .unwrap();
         let shown = format!("{s:?}");
         assert!(!shown.contains("jwt-secret-value"), "{shown}");
         assert!(!shown.contains("metrics-token-value"), "{shown}");
+        assert!(!shown.contains("db-password-7"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:***@db/autoscaler"),
+            "{shown}"
+        );
         assert!(shown.contains("[redacted]"), "{shown}");
     }
 }
