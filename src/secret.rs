@@ -15,6 +15,7 @@ pub struct Secret(String);
 pub const REDACTED: &str = "[redacted]";
 
 impl Secret {
+    /// Wraps `value`.
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
@@ -25,10 +26,12 @@ impl Secret {
         &self.0
     }
 
+    /// Whether the secret is the empty string (an unset setting).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// Its length in bytes, for rules such as "at least 16 characters".
     pub fn len(&self) -> usize {
         self.0.len()
     }
