@@ -48,7 +48,7 @@ pub(super) async fn track(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let _in_flight = signals.request_started();
+    let in_flight = signals.request_started();
     let method = method_label(req.method());
     let span = tracing::debug_span!(
         "request",
@@ -57,6 +57,8 @@ pub(super) async fn track(
         user_id = field::Empty,
     );
     let response = next.run(req).instrument(span.clone()).await;
+    // Out of flight before it is counted answered, so the two never both count it.
+    drop(in_flight);
     let took = started.elapsed();
     let route = response
         .extensions()
