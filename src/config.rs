@@ -4,10 +4,10 @@
 //! Each setting is one field of [`Settings`]: its doc comment is its `--help` text,
 //! its attribute names the flag, the variable and the default, and its value parser
 //! holds the rule. The flag is always the variable in kebab case (`--port` is
-//! `PORT`, `--rust-log` is `RUST_LOG`; a test holds every field to it). `--help`, parsing and
-//! validation all read that one definition, so they cannot drift. To add a
-//! setting, add a field (and, if the rule spans several settings, a line in
-//! [`Settings::finish`]).
+//! `PORT`, `--rust-log` is `RUST_LOG`; a test holds every field to it). `--help`,
+//! parsing and validation all read that one definition, so they cannot drift. To
+//! add a setting, add a field (and, if its rule spans several settings, a line in
+//! [`Settings::finish`]); a test then asks for its line in `.env.example`.
 
 use std::ffi::OsStr;
 use std::net::IpAddr;
