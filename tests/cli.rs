@@ -379,3 +379,19 @@ fn a_copy_of_env_example_checks_as_the_defaults_do() {
     assert!(out.status.success(), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("sqlite://autoscaler.db"));
 }
+
+#[test]
+fn the_readme_configuration_table_names_every_setting() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let table = &readme[readme.find("| Variable | Default | Meaning |").unwrap()..];
+    let table = &table[..table.find("\n\n").unwrap()];
+    let settings = autoscaler::config::Settings::augment_args(clap::Command::new("autoscaler"));
+    for arg in settings.get_arguments() {
+        let variable = arg.get_env().unwrap().to_str().unwrap();
+        assert!(
+            table.contains(&format!("`{variable}`")),
+            "{variable} is not in the README's table"
+        );
+    }
+}
