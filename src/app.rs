@@ -180,7 +180,13 @@ impl Application {
                 cancel.clone(),
             ));
         }
-        tracing::info!(address = %self.listener.local_addr()?, "listening");
+        let address = self.listener.local_addr()?;
+        let base = browsable_base(address);
+        tracing::info!(%address, "listening on {address}");
+        tracing::info!("dashboard:        {base}");
+        tracing::info!("Swagger UI:       {base}api/docs");
+        tracing::info!("OpenAPI document: {base}api/openapi.json");
+        tracing::info!("Prometheus:       {base}metrics");
         let app =
             http::router(self.state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(self.listener, app)
@@ -193,6 +199,29 @@ impl Application {
         tracing::info!("shut down cleanly");
         Ok(())
     }
+}
+
+/// The URL a person opens for a server bound to `address`: `localhost` when it
+/// listens on every interface or on loopback.
+pub fn browsable_base(address: std::net::SocketAddr) -> String {
+    let ip = address.ip();
+    if ip.is_unspecified() || ip.is_loopback() {
+        format!("http://localhost:{}/", address.port())
+    } else {
+        format!("http://{address}/")
+    }
+}
+
+/// `autoscaler migrate`: connects (retrying as start-up does) and applies the
+/// migrations, then lets go of the database.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let store = connect_with_retry(settings).await?;
+    drop(store);
+    tracing::info!(
+        "migrations applied: the database at {} is up to date",
+        redact(settings.database_url.as_str())
+    );
+    Ok(())
 }
 
 async fn connect_with_retry(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
@@ -247,7 +276,7 @@ fn is_transient(err: &anyhow::Error) -> bool {
 }
 
 /// The URL without its password, for logs.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
@@ -264,7 +293,7 @@ fn redact(url: &str) -> String {
 /// beside the database so tokens survive restarts.
 fn jwt_secret(settings: &Settings) -> anyhow::Result<String> {
     if let Some(secret) = &settings.jwt_secret {
-        return Ok(secret.clone());
+        return Ok(secret.expose().to_owned());
     }
     let Some(path) = secret_file(settings.database_url.as_str()) else {
         tracing::warn!(
@@ -360,6 +389,15 @@ mod tests {
             Some(PathBuf::from("/tmp/a.db.jwt-secret"))
         );
         assert_eq!(secret_file("sqlite::memory:"), None);
+    }
+
+    #[test]
+    fn the_start_log_names_urls_a_person_can_open() {
+        let at = |s: &str| browsable_base(s.parse().unwrap());
+        assert_eq!(at("0.0.0.0:5000"), "http://localhost:5000/");
+        assert_eq!(at("127.0.0.1:8080"), "http://localhost:8080/");
+        assert_eq!(at("[::]:5000"), "http://localhost:5000/");
+        assert_eq!(at("10.1.2.3:5000"), "http://10.1.2.3:5000/");
     }
 
     #[test]

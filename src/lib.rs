@@ -9,6 +9,8 @@
 pub mod actuate;
 pub mod app;
 pub mod auth;
+pub mod check;
+pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod events;
@@ -17,6 +19,7 @@ pub mod jobs;
 pub mod model;
 pub mod policy;
 pub mod scaling;
+pub mod secret;
 pub mod signals;
 pub mod store;
 pub mod telemetry;

@@ -5,13 +5,14 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::policy::PolicyPatch;
+use crate::secret::Secret;
 
 /// A registered account.
 #[derive(Debug, Clone)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
-    pub password_hash: String,
+    pub password_hash: Secret,
     pub created_at: DateTime<Utc>,
 }
 
@@ -141,7 +142,7 @@ pub struct Webhook {
     pub events: Vec<String>,
     pub description: Option<String>,
     /// `whsec_` + base64 of the signing key.
-    pub secret: String,
+    pub secret: Secret,
     pub created_at: DateTime<Utc>,
 }
 
@@ -152,7 +153,7 @@ pub struct NewWebhook {
     pub url: String,
     pub events: Vec<String>,
     pub description: Option<String>,
-    pub secret: String,
+    pub secret: Secret,
 }
 
 /// One event in a webhook's outbox and how its delivery is going.
@@ -178,7 +179,7 @@ pub struct WebhookDelivery {
 pub struct DueEvent {
     pub id: Uuid,
     pub url: String,
-    pub secret: String,
+    pub secret: Secret,
     /// The body to send, exactly as signed.
     pub payload: String,
     /// Which attempt this is (1 for the first).

@@ -19,6 +19,7 @@ pub struct Signals {
     registry: Registry,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    http_in_flight: Gauge,
     job_ticks: Family<TickLabels, Counter>,
     job_duration: Family<JobLabels, Histogram, fn() -> Histogram>,
     decisions: Family<DecisionLabels, Counter>,
@@ -109,6 +110,15 @@ fn tick_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 18))
 }
 
+/// A request in flight; see [`Signals::request_started`].
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The `route` label of requests no route matched, so unknown paths add no series.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
@@ -156,6 +166,10 @@ impl Signals {
             "autoscaler_http_request_duration",
             "Time to answer an HTTP request, by method and route template",
             Family::new_with_constructor(request_buckets as fn() -> Histogram),
+        );
+        let http_in_flight = metrics.add(
+            "autoscaler_http_requests_in_flight",
+            "HTTP requests received and not yet answered (a scrape counts itself)",
         );
         let job_duration = metrics.add_seconds(
             "autoscaler_job_tick_duration",
@@ -206,6 +220,7 @@ impl Signals {
             registry,
             http_requests,
             http_duration,
+            http_in_flight,
             job_ticks,
             job_duration,
             decisions,
@@ -217,6 +232,13 @@ impl Signals {
             cloud_requests,
             scale_targets,
         }
+    }
+
+    /// A request received: counted in flight until the guard is dropped (when it is
+    /// answered, or abandoned).
+    pub fn request_started(&self) -> InFlight {
+        self.http_in_flight.inc();
+        InFlight(self.http_in_flight.clone())
     }
 
     /// One answered request. `route` is the matched route template, or

@@ -5,9 +5,11 @@
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;
+#[allow(dead_code)]
+#[path = "support/process.rs"]
+mod process;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -24,6 +26,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use helpers::test_settings;
+use process::{free_port, signal, start_binary, wait_exit, wait_healthy};
 
 /// A TCP proxy that can cut every connection and refuse new ones (an outage), or
 /// hold every byte in flight while keeping connections open (a hung database).
@@ -218,10 +221,13 @@ async fn login(client: &reqwest::Client, base: &str, email: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set TEST_DATABASE_URL"
+)]
 async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes() {
     let Some(app) = ProxiedApp::start(&[("DB_ACQUIRE_TIMEOUT_SECONDS", "2")]).await else {
-        eprintln!("TEST_DATABASE_URL not set: skipped");
-        return;
+        panic!("TEST_DATABASE_URL is not set");
     };
     let ProxiedApp {
         proxy,
@@ -317,14 +323,17 @@ async fn a_database_outage_answers_503_fast_and_recovers_without_losing_writes()
 /// A database that stops answering without closing its connections: requests are
 /// abandoned with a 503 when REQUEST_TIMEOUT_SECONDS passes, instead of hanging.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set TEST_DATABASE_URL"
+)]
 async fn a_hung_database_makes_requests_time_out_with_503() {
     let overrides = [
         ("REQUEST_TIMEOUT_SECONDS", "1"),
         ("DB_ACQUIRE_TIMEOUT_SECONDS", "30"),
     ];
     let Some(app) = ProxiedApp::start(&overrides).await else {
-        eprintln!("TEST_DATABASE_URL not set: skipped");
-        return;
+        panic!("TEST_DATABASE_URL is not set");
     };
     let ProxiedApp {
         proxy,
@@ -365,74 +374,8 @@ async fn a_hung_database_makes_requests_time_out_with_503() {
     assert_eq!(body["email"], "hung@example.com");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The server binary on `database_url`, working in `dir`.
-fn start_binary(
-    dir: &std::path::Path,
-    database_url: &str,
-    port: u16,
-    extra: &[(&str, &str)],
-) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_autoscaler"));
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url)
-        .env("JWT_SECRET_KEY", helpers::JWT_SECRET)
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("LOG_DIR", dir.join("logs"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("server binary starts")
-}
-
-async fn wait_healthy(base: &str) {
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if client.get(format!("{base}/api/")).send().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server at {base} never answered");
-}
-
-fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-async fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "process still running after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Runs `case` on a fresh database of each kind (PostgreSQL when available).
+/// Runs `case` on a fresh database of each kind (PostgreSQL ignored without
+/// `TEST_DATABASE_URL`).
 macro_rules! on_both_databases {
     ($($case:ident => $sqlite:ident, $postgres:ident;)*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,11 +385,12 @@ macro_rules! on_both_databases {
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set TEST_DATABASE_URL")]
         async fn $postgres() {
-            match helpers::fresh_database(helpers::Db::Postgres).await {
-                Some((url, _guard)) => $case(&url).await,
-                None => eprintln!("TEST_DATABASE_URL not set: skipped"),
-            }
+            let (url, _guard) = helpers::fresh_database(helpers::Db::Postgres)
+                .await
+                .expect("TEST_DATABASE_URL is set");
+            $case(&url).await;
         }
     )*};
 }
@@ -483,6 +427,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero(database_url: &st
     // are still in flight when SIGTERM arrives.
     let creds = json!({"email": "term@example.com", "password": "testpass123"});
     let sim = json!({"instance_id": "mock-term", "cpu_utilization": 50.0, "duration_minutes": 1000, "interval_seconds": 6});
+    let answered_before = received(&client, &base).await;
     let in_flight: Vec<_> = (0..12)
         .map(|i| {
             let req = if i % 2 == 0 {
@@ -496,7 +441,17 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero(database_url: &st
             tokio::spawn(async move { req.send().await.map(|r| r.status()) })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // SIGTERM only once the server has received all twelve (each is in flight or
+    // answered): a request still on its way when the listener closes was never in
+    // flight, and on a loaded machine that can take longer than any fixed wait.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received(&client, &base).await - answered_before < 12.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the server never held all 12 requests"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     signal(&child, "TERM");
     for (i, request) in in_flight.into_iter().enumerate() {
         let expected = if i % 2 == 0 {
@@ -535,6 +490,30 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero(database_url: &st
     );
 }
 
+/// Logins and simulations the server has received: those in flight (less the scrape
+/// that asks) and those answered.
+async fn received(client: &reqwest::Client, base: &str) -> f64 {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .unwrap();
+    let samples = helpers::parse_exposition(&text);
+    let value = |name, labels: &[(&str, &str)]| helpers::sample_value(&samples, name, labels);
+    let answered = |route, status| {
+        value(
+            "autoscaler_http_requests_total",
+            &[("method", "POST"), ("route", route), ("status", status)],
+        )
+        .unwrap_or(0.0)
+    };
+    let in_flight = value("autoscaler_http_requests_in_flight", &[]).expect("in-flight gauge");
+    in_flight - 1.0 + answered("/api/auth/login", "200") + answered("/api/metrics/simulate", "201")
+}
+
 async fn kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes(database_url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -559,10 +538,11 @@ async fn kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes(d
     // Simulations of 2,000 points back to back, then kill -9 in the middle of them.
     const POINTS: usize = 2000;
     let sim = json!({"instance_id": "mock-crash", "cpu_utilization": 77.7, "duration_minutes": 1000, "interval_seconds": 30});
+    let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writer = {
-        let (client, base, auth) = (client.clone(), base.clone(), auth.clone());
+        let (client, base, auth, acked) =
+            (client.clone(), base.clone(), auth.clone(), acked.clone());
         tokio::spawn(async move {
-            let mut acknowledged = 0;
             while let Ok(resp) = client
                 .post(format!("{base}/api/metrics/simulate"))
                 .header("Authorization", &auth)
@@ -571,13 +551,18 @@ async fn kill_9_during_simulations_leaves_whole_batches_and_monitoring_resumes(d
                 .await
             {
                 if resp.status() == StatusCode::CREATED {
-                    acknowledged += 1;
+                    acked.fetch_add(1, Ordering::SeqCst);
                 }
             }
-            acknowledged
+            acked.load(Ordering::SeqCst)
         })
     };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill once two simulations are acknowledged: the next is then being written.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "no simulation was acknowledged");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     signal(&child, "KILL");
     let _ = wait_exit(&mut child, Duration::from_secs(5)).await;
     let acknowledged = writer.await.unwrap();
@@ -663,14 +648,17 @@ async fn a_burst_beyond_the_concurrency_limit_gets_fast_503s_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set TEST_DATABASE_URL"
+)]
 async fn a_burst_beyond_the_concurrency_limit_gets_fast_503s_on_postgres() {
     a_burst_beyond_the_concurrency_limit_gets_fast_503s(helpers::Db::Postgres).await;
 }
 
 async fn a_burst_beyond_the_concurrency_limit_gets_fast_503s(db: helpers::Db) {
     let Some(app) = helpers::spawn_app_with(db, &[("MAX_CONCURRENT_REQUESTS", "1")]).await else {
-        eprintln!("TEST_DATABASE_URL not set: skipped");
-        return;
+        panic!("TEST_DATABASE_URL is not set");
     };
     app.user("burst@example.com").await;
     let creds = json!({"email": "burst@example.com", "password": "testpass123"});
@@ -713,10 +701,13 @@ async fn a_burst_beyond_the_concurrency_limit_gets_fast_503s(db: helpers::Db) {
 /// Readiness follows the database through an outage and a hang (answering 503
 /// within about a second either way) while liveness stays 200 throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: set TEST_DATABASE_URL"
+)]
 async fn readiness_reports_a_lost_or_hung_database_and_liveness_does_not() {
     let Some(app) = ProxiedApp::start(&[("DB_ACQUIRE_TIMEOUT_SECONDS", "5")]).await else {
-        eprintln!("TEST_DATABASE_URL not set: skipped");
-        return;
+        panic!("TEST_DATABASE_URL is not set");
     };
     let ProxiedApp {
         proxy,
@@ -740,7 +731,18 @@ async fn readiness_reports_a_lost_or_hung_database_and_liveness_does_not() {
             _ => proxy.freeze(true),
         }
         let started = Instant::now();
-        assert_eq!(probe("ready").await, unavailable, "{fault}");
+        let resp = client
+            .get(format!("{base}/api/health/ready"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.headers()["retry-after"],
+            "1",
+            "{fault}: a 503 says when to retry"
+        );
+        let answer = (resp.status(), resp.json::<Value>().await.unwrap());
+        assert_eq!(answer, unavailable, "{fault}");
         let waited = started.elapsed();
         assert!(
             waited < Duration::from_millis(2500),

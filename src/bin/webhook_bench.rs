@@ -133,7 +133,7 @@ async fn run(args: &Args, url: &str) -> anyhow::Result<()> {
                 url: hook,
                 events: vec!["scale_up".into()],
                 description: None,
-                secret: webhooks::new_secret(),
+                secret: webhooks::new_secret().into(),
             },
             10,
         )

@@ -177,7 +177,7 @@ pub async fn login(
     }
 
     let user = state.store.user_by_email(&email).await?;
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let stored = user.as_ref().map(|u| u.password_hash.expose().to_owned());
     // Unknown emails are checked against a fallback hash: same cost, same answer.
     let ok = auth::verify_password(password, stored)
         .await

@@ -129,6 +129,8 @@ messages! {
     busy => Unavailable("The server is busy; please retry shortly");
     /// 503 for a request that outlived the request timeout.
     timed_out => Unavailable("The request took too long and was abandoned; please retry");
+    /// 503 from the readiness probe when the database does not answer.
+    not_ready => Unavailable("database unavailable");
 }
 
 impl ApiError {

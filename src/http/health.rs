@@ -6,15 +6,13 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::error::ErrorBody;
 use super::route::{ApiRouter, Endpoints};
+use super::{ApiError, AppState};
 
 /// How long readiness waits for the database before calling it unavailable.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -69,26 +67,16 @@ pub async fn live() -> Json<ProbeResponse> {
         (status = 503, description = "The database does not answer", body = ErrorBody,
             example = json!({"error": "database unavailable"})),
     ))]
-pub async fn ready(State(state): State<AppState>) -> Response {
+pub async fn ready(State(state): State<AppState>) -> Result<Json<ProbeResponse>, ApiError> {
     match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => Json(ProbeResponse { status: "ready" }).into_response(),
+        Ok(Ok(())) => Ok(Json(ProbeResponse { status: "ready" })),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "not ready: the database failed the ping");
-            unavailable()
+            Err(ApiError::not_ready())
         }
         Err(_) => {
             tracing::warn!("not ready: the database did not answer within {READY_TIMEOUT:?}");
-            unavailable()
+            Err(ApiError::not_ready())
         }
     }
-}
-
-fn unavailable() -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(ErrorBody {
-            error: "database unavailable".into(),
-        }),
-    )
-        .into_response()
 }

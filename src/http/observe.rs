@@ -48,6 +48,7 @@ pub(super) async fn track(
     next: Next,
 ) -> Response {
     let started = Instant::now();
+    let in_flight = signals.request_started();
     let method = method_label(req.method());
     let span = tracing::debug_span!(
         "request",
@@ -56,6 +57,8 @@ pub(super) async fn track(
         user_id = field::Empty,
     );
     let response = next.run(req).instrument(span.clone()).await;
+    // Out of flight before it is counted answered, so the two never both count it.
+    drop(in_flight);
     let took = started.elapsed();
     let route = response
         .extensions()
@@ -119,7 +122,9 @@ pub async fn metrics(
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim());
-        if !given.is_some_and(|token| constant_time_eq(token.as_bytes(), expected.as_bytes())) {
+        if !given
+            .is_some_and(|token| constant_time_eq(token.as_bytes(), expected.expose().as_bytes()))
+        {
             return Err(ApiError::metrics_token_required());
         }
     }

@@ -230,7 +230,7 @@ pub async fn create_webhook(
         url: url.to_string(),
         events,
         description,
-        secret: webhooks::new_secret(),
+        secret: webhooks::new_secret().into(),
     };
     let created = state
         .store
@@ -241,7 +241,7 @@ pub async fn create_webhook(
                 "A user can have at most {MAX_WEBHOOKS_PER_USER} webhooks; delete one first"
             ))
         })?;
-    let secret = created.secret.clone();
+    let secret = created.secret.expose().to_owned();
     Ok((
         StatusCode::CREATED,
         Json(CreateWebhookResponse {

@@ -106,7 +106,7 @@ impl From<UserRow> for User {
         User {
             id: r.id.0,
             email: r.email,
-            password_hash: r.password_hash,
+            password_hash: r.password_hash.into(),
             created_at: r.created_at.0,
         }
     }
@@ -395,7 +395,7 @@ impl From<WebhookRow> for Webhook {
             url: r.url,
             events: r.events.0,
             description: r.description,
-            secret: r.secret,
+            secret: r.secret.into(),
             created_at: r.created_at.0,
         }
     }
@@ -440,7 +440,7 @@ pub(super) fn due_event((id, url, secret, payload, attempt, created_at): DueRow)
     DueEvent {
         id: id.0,
         url,
-        secret,
+        secret: secret.into(),
         payload,
         attempt,
         created_at: created_at.0,

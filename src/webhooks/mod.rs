@@ -156,8 +156,13 @@ impl Deliverer {
         ssrf::check_literal(&url, self.allow_private)?;
         let id = event.id.to_string();
         let timestamp = Utc::now().timestamp();
-        let signature = sign(&event.secret, &id, timestamp, event.payload.as_bytes())
-            .ok_or("the webhook's secret is malformed")?;
+        let signature = sign(
+            event.secret.expose(),
+            &id,
+            timestamp,
+            event.payload.as_bytes(),
+        )
+        .ok_or("the webhook's secret is malformed")?;
         let response = self
             .client
             .post(url)

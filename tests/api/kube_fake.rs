@@ -60,6 +60,7 @@ impl KubeFake {
         };
         let app = Router::new()
             .route("/api", get(core_versions))
+            .route("/version", get(version))
             .route("/apis", get(groups))
             .route("/apis/apps/v1", get(apps_resources))
             .route(
@@ -213,6 +214,18 @@ async fn core_versions(State(fake): State<KubeFake>, headers: HeaderMap) -> Resp
     axum::Json(json!({
         "kind": "APIVersions", "versions": ["v1"],
         "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]
+    }))
+    .into_response()
+}
+
+async fn version(State(fake): State<KubeFake>, headers: HeaderMap) -> Response {
+    if let Err(r) = gate(&fake, &headers) {
+        return r;
+    }
+    axum::Json(json!({
+        "major": "1", "minor": "33", "gitVersion": "v1.33.0-fake", "gitCommit": "0",
+        "gitTreeState": "clean", "buildDate": "2026-12-01T00:00:00Z", "goVersion": "go1.24",
+        "compiler": "gc", "platform": "linux/amd64"
     }))
     .into_response()
 }

@@ -1,96 +1,15 @@
-//! Signals out: the health probes and `GET /metrics`, parsed by the Prometheus
-//! project's own Python exposition parser.
+//! Signals out: the health probes and `GET /metrics`, read by a strict parser of
+//! the Prometheus text format (`helpers::parse_exposition`).
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{Db, TestApp, error, spawn_app_with};
+use crate::helpers::{
+    Db, Sample, TestApp, error, parse_exposition as parse, sample_value as value, spawn_app_with,
+};
 use crate::on_both_databases;
-
-/// One sample as the parser reads it.
-#[derive(Debug, Clone)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-/// Installs Prometheus's own Python client (its exposition parser) from PyPI when the
-/// machine lacks it, once per test run, so that `cargo test` alone passes on a new machine.
-static PARSER: std::sync::LazyLock<()> = std::sync::LazyLock::new(|| {
-    let present = Command::new("python3")
-        .args(["-c", "import prometheus_client"])
-        .stderr(Stdio::null())
-        .status();
-    if present.is_ok_and(|s| s.success()) {
-        return;
-    }
-    let installed = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "prometheus-client"])
-        .status()
-        .expect("python3 runs");
-    assert!(installed.success(), "pip install prometheus-client failed");
-});
-
-/// Parses an exposition with `prometheus_client.parser.text_string_to_metric_families`.
-fn parse(text: &str) -> Vec<Sample> {
-    std::sync::LazyLock::force(&PARSER);
-    const SCRIPT: &str = r#"
-import json, sys
-from prometheus_client.parser import text_string_to_metric_families
-out = []
-for family in text_string_to_metric_families(sys.stdin.read()):
-    for s in family.samples:
-        out.append({"family": family.name, "type": family.type, "name": s.name,
-                    "labels": s.labels, "value": s.value})
-print(json.dumps(out))
-"#;
-    let mut child = Command::new("python3")
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs (pip install prometheus-client)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the exposition does not parse: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let parsed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    parsed
-        .into_iter()
-        .map(|s| Sample {
-            name: s["name"].as_str().unwrap().to_owned(),
-            labels: serde_json::from_value(s["labels"].clone()).unwrap(),
-            value: s["value"].as_f64().unwrap(),
-        })
-        .collect()
-}
-
-/// The value of the sample `name{labels}`, if exported.
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let labels: BTreeMap<String, String> = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    samples
-        .iter()
-        .find(|s| s.name == name && s.labels == labels)
-        .map(|s| s.value)
-}
 
 async fn scrape(app: &TestApp) -> Vec<Sample> {
     let resp = app.request(Method::GET, "/metrics").send().await.unwrap();
@@ -145,6 +64,8 @@ on_both_databases! {
         assert!(value(&after, "autoscaler_http_request_duration_seconds_sum", &route).unwrap() > 0.0);
 
         assert_eq!(value(&after, "autoscaler_monitored_instances", &[]), Some(1.0));
+        // The scrape itself is the one request in flight.
+        assert_eq!(value(&after, "autoscaler_http_requests_in_flight", &[]), Some(1.0));
         assert_eq!(value(&after, "autoscaler_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));
         let idle = value(&after, "autoscaler_db_pool_connections", &[("state", "idle")]).unwrap();
         let active = value(&after, "autoscaler_db_pool_connections", &[("state", "active")]).unwrap();

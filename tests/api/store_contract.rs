@@ -127,7 +127,7 @@ on_both_databases! {
 
         let created = store.create_user("u@example.com", "$argon2id$hash").await.unwrap();
 
-        assert_eq!((created.email.as_str(), created.password_hash.as_str()), ("u@example.com", "$argon2id$hash"));
+        assert_eq!((created.email.as_str(), created.password_hash.expose()), ("u@example.com", "$argon2id$hash"));
         let by_email = store.user_by_email("u@example.com").await.unwrap().expect("found by email");
         let by_id = store.user_by_id(created.id).await.unwrap().expect("found by id");
         assert_eq!((by_email.id, by_id.email.as_str()), (created.id, "u@example.com"));

@@ -37,11 +37,9 @@ macro_rules! on_both_databases_with {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set TEST_DATABASE_URL")]
             async fn postgres() {
-                match $fixture(Db::Postgres).await {
-                    Some(f) => run(f).await,
-                    None => eprintln!("TEST_DATABASE_URL not set: PostgreSQL variant skipped"),
-                }
+                run($fixture(Db::Postgres).await.expect("TEST_DATABASE_URL is set")).await
             }
         }
     )*};
