@@ -483,3 +483,51 @@ on_both_databases_with! {
         assert_eq!(writes, expected);
     }
 }
+
+/// kubectl itself reads the fake's workload and scales it: the fake answers in the
+/// API server's wire format. (kubectl sends no token over plain http, so this fake
+/// asks for none.) Skipped where kubectl is not installed, failed in CI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_speaks_to_the_fake() {
+    if std::process::Command::new("kubectl").arg("version").arg("--client").output().is_err() {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI needs kubectl");
+        eprintln!("skipped: kubectl is not installed");
+        return;
+    }
+    let fake = KubeFake::start(None).await;
+    fake.add("default", "deployments", "web", 2, &[MANAGED]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kubeconfig");
+    fake.write_kubeconfig(&config);
+    let kubectl = |args: &[&str]| {
+        let config = config.clone();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new("kubectl")
+                    .arg("--kubeconfig")
+                    .arg(&config)
+                    .args(&args)
+                    .env("HOME", config.parent().unwrap())
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out = kubectl(&["get", "deployment", "web", "-n", "default", "-o", "json"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let object: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&object["kind"], &object["spec"]["replicas"], &object["metadata"]["annotations"]["autoscaler/managed"]),
+        (&json!("Deployment"), &json!(2), &json!("true"))
+    );
+    let out = kubectl(&["scale", "deployment", "web", "-n", "default", "--replicas=5"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "deployment.apps/web scaled");
+    assert_eq!(fake.writes(), vec![("web".to_owned(), 5)]);
+    let out = kubectl(&["scale", "deployment", "web", "-n", "default", "--replicas=1", "--dry-run=server"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fake.workload("default", "deployments", "web").replicas, 5, "a server-side dry run changes nothing");
+}
