@@ -105,7 +105,8 @@ pub async fn fleet(db: Db) -> Option<Fleet> {
     let dir = tempfile::tempdir().unwrap();
     let signals = Arc::new(Signals::new());
     let clouds = clouds_for(&fake, &dir, &signals).await;
-    let app = spawn_app_with_clouds(db, &[], clouds.clone(), signals.clone()).await?;
+    let overrides = [("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")];
+    let app = spawn_app_with_clouds(db, &overrides, clouds.clone(), signals.clone()).await?;
     let token = app.user("ops@example.com").await;
     app.mock_instance(&token, "web-1").await;
     let (status, body) = app
@@ -446,6 +447,33 @@ on_both_databases_with! {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
         }
+    }
+
+    async fn an_applied_change_is_a_webhook_event_of_the_same_outbox(f) {
+        let (status, body) = f.app.post("/api/webhooks", Some(&f.token),
+            json!({"url": "http://127.0.0.1:9/hook", "events": ["actuation_applied", "actuation_drift"]})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        f.fake.add("default", "deployments", "web", 2, &[MANAGED]);
+        f.put(PATH, json!({"kind": "kubernetes", "namespace": "default", "name": "web", "base_capacity": 2})).await;
+        let t0 = Utc::now();
+        f.pass(t0).await;
+        f.load("web-1", plus(t0, 1)).await;
+        f.pass(plus(t0, 2)).await;
+        let due = f.app.store.claim_webhook_events(plus(t0, 3600), plus(t0, 3700), 10).await.unwrap();
+        assert_eq!(due.len(), 1, "the scale_up decision is not subscribed; the applied write is");
+        let mut event: Value = serde_json::from_str(&due[0].payload).unwrap();
+        take_time(&mut event, "/timestamp");
+        crate::helpers::take_uuid(&mut event, "/data/actuation_id");
+        assert_eq!(event, json!({
+            "type": "actuation.applied", "timestamp": "<timestamp>",
+            "data": {"instance_id": "web-1",
+                     "target": {"kind": "kubernetes", "namespace": "default", "name": "web", "resource": "deployments",
+                                "base_capacity": 2, "on_drift": "adopt", "mode": "apply"},
+                     "event": "applied", "desired_capacity": 3, "observed_capacity": 2,
+                     "message": "set Deployment default/web from 2 to 3 (level 2)", "actuation_id": "<uuid>"}
+        }));
+        assert!(due[0].payload.starts_with(r#"{"type":"actuation.applied","timestamp":"#), "{}", due[0].payload);
+        assert_eq!(due[0].id.get_version_num(), 7, "a time-ordered webhook id");
     }
 
     async fn two_replicas_write_each_change_exactly_once(f) {
