@@ -476,6 +476,20 @@ on_both_databases_with! {
         assert_eq!(due[0].id.get_version_num(), 7, "a time-ordered webhook id");
     }
 
+    async fn a_targets_history_is_kept_as_long_as_the_decisions(f) {
+        f.fake.add("default", "deployments", "web", 2, &[MANAGED]);
+        f.put(PATH, json!({"kind": "kubernetes", "namespace": "default", "name": "web", "base_capacity": 2, "mode": "observe"})).await;
+        let t0 = Utc::now();
+        f.load("web-1", t0).await;
+        f.pass(plus(t0, 1)).await;
+        assert_eq!(f.events().await, vec!["would_apply"]);
+        let days = |n: i64| plus(t0, n * 86_400);
+        autoscaler::jobs::run_retention_tick(f.app.store.as_ref(), 30, 90, days(89)).await.unwrap();
+        assert_eq!(f.events().await, vec!["would_apply"]);
+        autoscaler::jobs::run_retention_tick(f.app.store.as_ref(), 30, 90, days(91)).await.unwrap();
+        assert_eq!(f.events().await, Vec::<String>::new());
+    }
+
     async fn two_replicas_write_each_change_exactly_once(f) {
         // 50 instances, each with its own Deployment, each changed once.
         let mut ids = Vec::new();

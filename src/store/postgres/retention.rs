@@ -70,7 +70,16 @@ impl Retention for PostgresStore {
                 batch,
             )
             .await?;
-        Ok(metrics + decisions)
+        // A target's history is kept as long as the decisions that drove it.
+        let actuations = sqlx::query(
+            "DELETE FROM actuations WHERE id IN (SELECT id FROM actuations WHERE ts < $1 LIMIT $2)",
+        )
+        .bind(decisions_before)
+        .bind(batch)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(metrics + decisions + actuations)
     }
 
     async fn purge_login_failures(&self, before: DateTime<Utc>) -> StoreResult<u64> {
