@@ -573,3 +573,66 @@ async fn kubectl_speaks_to_the_fake() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(fake.workload("default", "deployments", "web").replicas, 5, "a server-side dry run changes nothing");
 }
+
+/// The figure BENCHMARKS.md quotes: 1,000 targets changed by one scaling tick, all
+/// written to the cluster by the worker (writes rate raised, as the issue allows).
+/// Run by hand: `cargo test --release --test api -- --ignored --nocapture a_thousand_targets`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run by hand"]
+async fn a_thousand_targets_changed_in_one_tick_are_all_written() {
+    use autoscaler::model::{MetricSource, NewMetric};
+    use autoscaler::store::NewInstance;
+    for db in [Db::Sqlite, Db::Postgres] {
+        let Some(f) = fleet(db).await else { continue };
+        let store = f.app.store.clone();
+        let user = store.user_by_email("ops@example.com").await.unwrap().unwrap().id;
+        let t0 = Utc::now();
+        let mut metrics = Vec::new();
+        for n in 0..1000 {
+            let name = format!("svc-{n}");
+            let instance = store
+                .create_instance(&NewInstance {
+                    user_id: user,
+                    instance_id: name.clone(),
+                    instance_type: "t2.micro".into(),
+                    region: "mock".into(),
+                    is_mock: true,
+                })
+                .await
+                .unwrap();
+            store.set_monitoring(instance.id, true).await.unwrap();
+            f.fake.add("default", "deployments", &name, 2, &[MANAGED]);
+            let spec = autoscaler::actuate::TargetSpec::parse(
+                &json!({"kind": "kubernetes", "namespace": "default", "name": name, "base_capacity": 2}),
+                10,
+            )
+            .unwrap();
+            store.put_target(instance.id, &spec, t0).await.unwrap();
+            metrics.extend((0..20).map(|i| NewMetric {
+                instance: instance.id,
+                timestamp: t0 - TimeDelta::seconds(30 * i),
+                cpu_utilization: 95.0,
+                memory_usage: Some(50.0),
+                network_in: None,
+                network_out: None,
+                source: MetricSource::Simulated,
+            }));
+        }
+        store.insert_metrics(&metrics).await.unwrap();
+        f.pass(plus(t0, 1)).await; // all in sync at level 1
+        let mut actuator = actuator(f.actuator.clouds.clone(), &f.signals);
+        actuator.limiter = WriteLimiter::new(100_000);
+        let started = std::time::Instant::now();
+        f.scale(plus(t0, 2)).await;
+        let ticked = started.elapsed();
+        let report = run_actuation_pass(store.as_ref(), &actuator, plus(t0, 3)).await.unwrap();
+        let written = started.elapsed();
+        assert_eq!(report.writes, 1000);
+        assert_eq!(f.fake.writes().len(), 1000);
+        println!(
+            "{db:?}: scaling tick {:.2} s, all 1000 writes landed {:.2} s after the tick began",
+            ticked.as_secs_f64(),
+            written.as_secs_f64()
+        );
+    }
+}
