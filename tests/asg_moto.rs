@@ -109,22 +109,21 @@ struct World {
 impl World {
     async fn start(endpoint: &str) -> World {
         let db = ScratchDatabase::sqlite("asg").unwrap();
-        let settings = Settings::from_lookup(|k| {
-            match k {
-                "DATABASE_URL" => Some(db.url().to_owned()),
-                "JWT_SECRET_KEY" => Some("asg-test-secret-0123456789abcdef".into()),
-                "HOST" => Some("127.0.0.1".into()),
-                "PORT" => Some("0".into()),
-                "RUN_JOBS" => Some("false".into()),
-                "LOG_DIR" => Some(String::new()),
-                _ => None,
-            }
+        let settings = Settings::from_lookup(|k| match k {
+            "DATABASE_URL" => Some(db.url().to_owned()),
+            "JWT_SECRET_KEY" => Some("asg-test-secret-0123456789abcdef".into()),
+            "HOST" => Some("127.0.0.1".into()),
+            "PORT" => Some("0".into()),
+            "RUN_JOBS" => Some("false".into()),
+            "LOG_DIR" => Some(String::new()),
+            _ => None,
         })
         .unwrap();
         let config = sdk_config(endpoint).await;
         let signals = Arc::new(Signals::new());
         let clouds = Clouds {
-            aws: Arc::new(AsgCloud::new(config.clone(), call_log(signals.clone()))) as Arc<dyn Cloud>,
+            aws: Arc::new(AsgCloud::new(config.clone(), call_log(signals.clone())))
+                as Arc<dyn Cloud>,
             kubernetes: None,
         };
         let app = Application::build_with(settings.clone(), clouds.clone(), signals.clone())
@@ -135,7 +134,11 @@ impl World {
         tokio::spawn(async move { app.run_until(std::future::pending()).await.unwrap() });
         let http = reqwest::Client::new();
         let creds = json!({"email": "ops@example.com", "password": "testpass123"});
-        http.post(format!("{base}/api/auth/register")).json(&creds).send().await.unwrap();
+        http.post(format!("{base}/api/auth/register"))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap();
         let login: Value = http
             .post(format!("{base}/api/auth/login"))
             .json(&creds)
@@ -163,11 +166,19 @@ impl World {
             _db: db,
         };
         world
-            .call(reqwest::Method::POST, "/api/instances/", Some(json!({"instance_id": "web-1",
-                "instance_type": "t2.micro", "region": "mock", "is_mock": true})))
+            .call(
+                reqwest::Method::POST,
+                "/api/instances/",
+                Some(json!({"instance_id": "web-1",
+                "instance_type": "t2.micro", "region": "mock", "is_mock": true})),
+            )
             .await;
         world
-            .call(reqwest::Method::PATCH, "/api/instances/web-1/monitor/start", None)
+            .call(
+                reqwest::Method::PATCH,
+                "/api/instances/web-1/monitor/start",
+                None,
+            )
             .await;
         world
     }
@@ -211,13 +222,20 @@ impl World {
         self.call(
             reqwest::Method::POST,
             "/api/metrics/simulate",
-            Some(json!({"instance_id": "web-1", "cpu_utilization": 95.0, "memory_usage": 50.0,
-                        "duration_minutes": 10, "interval_seconds": 30})),
+            Some(
+                json!({"instance_id": "web-1", "cpu_utilization": 95.0, "memory_usage": 50.0,
+                        "duration_minutes": 10, "interval_seconds": 30}),
+            ),
         )
         .await;
-        run_scaling_tick(self.store.as_ref(), &self.settings.policy, Duration::from_secs(15), now)
-            .await
-            .unwrap();
+        run_scaling_tick(
+            self.store.as_ref(),
+            &self.settings.policy,
+            Duration::from_secs(15),
+            now,
+        )
+        .await
+        .unwrap();
     }
 }
 
@@ -227,32 +245,66 @@ fn plus(t: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
 
 #[tokio::test]
 async fn a_scale_up_sets_the_groups_desired_capacity_and_an_outside_change_is_adopted() {
-    let Some(endpoint) = moto_endpoint() else { return };
+    let Some(endpoint) = moto_endpoint() else {
+        return;
+    };
     let w = World::start(&endpoint).await;
     let untagged = create_group(&w.client, 2, &[]).await;
     let (status, body) = w.attach(&untagged).await;
     assert_eq!(status, 400);
-    assert_eq!(body["error"], format!(
-        "Auto Scaling group {untagged} ({REGION}) does not carry the tag autoscaler:managed=true, so the autoscaler may not scale it"));
+    assert_eq!(
+        body["error"],
+        format!(
+            "Auto Scaling group {untagged} ({REGION}) does not carry the tag autoscaler:managed=true, so the autoscaler may not scale it"
+        )
+    );
     let (status, body) = w.attach("no-such-group").await;
-    assert_eq!((status, &body["error"]), (400, &json!("Auto Scaling group no-such-group does not exist in us-east-1")));
+    assert_eq!(
+        (status, &body["error"]),
+        (
+            400,
+            &json!("Auto Scaling group no-such-group does not exist in us-east-1")
+        )
+    );
 
-    let group = create_group(&w.client, 2, &[("autoscaler:managed", "true"), ("autoscaler:owner", "ops@example.com")]).await;
+    let group = create_group(
+        &w.client,
+        2,
+        &[
+            ("autoscaler:managed", "true"),
+            ("autoscaler:owner", "ops@example.com"),
+        ],
+    )
+    .await;
     let (status, body) = w.attach(&group).await;
     assert_eq!(status, 200, "{body}");
     let t0 = Utc::now();
     w.pass(t0).await;
-    assert_eq!(w.status().await["state"], "in_sync", "level 1 is 2, as the group already is");
+    assert_eq!(
+        w.status().await["state"],
+        "in_sync",
+        "level 1 is 2, as the group already is"
+    );
 
     w.scale_up(plus(t0, 1)).await;
     w.pass(plus(t0, 2)).await;
     // Level 2 of base 2 is 3: written over the wire, read back with the SDK.
     assert_eq!(desired_capacity(&w.client, &group).await, 3);
     let status = w.status().await;
-    assert_eq!((&status["applied_capacity"], &status["min_capacity"], &status["max_capacity"]),
-               (&json!(3), &json!(1), &json!(6)));
+    assert_eq!(
+        (
+            &status["applied_capacity"],
+            &status["min_capacity"],
+            &status["max_capacity"]
+        ),
+        (&json!(3), &json!(1), &json!(6))
+    );
     w.pass(plus(t0, 8)).await;
-    assert_eq!(w.status().await["state"], "in_sync", "moto's instances are InService at once");
+    assert_eq!(
+        w.status().await["state"],
+        "in_sync",
+        "moto's instances are InService at once"
+    );
 
     // Someone sets 5 by hand: adopted as level 3 (2, 3, 5).
     w.client
@@ -265,15 +317,32 @@ async fn a_scale_up_sets_the_groups_desired_capacity_and_an_outside_change_is_ad
     w.pass(plus(t0, 8 + 61)).await;
     let (_, instances) = w.call(reqwest::Method::GET, "/api/instances/", None).await;
     assert_eq!(instances["instances"][0]["current_scale_level"], 3);
-    let (_, history) = w.call(reqwest::Method::GET, "/api/instances/web-1/actuations", None).await;
-    let events: Vec<&str> = history["actuations"].as_array().unwrap().iter().map(|a| a["event"].as_str().unwrap()).collect();
+    let (_, history) = w
+        .call(
+            reqwest::Method::GET,
+            "/api/instances/web-1/actuations",
+            None,
+        )
+        .await;
+    let events: Vec<&str> = history["actuations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["event"].as_str().unwrap())
+        .collect();
     assert_eq!(events, vec!["drift_adopted", "converged", "applied"]);
-    assert_eq!(desired_capacity(&w.client, &group).await, 5, "adopting writes nothing");
+    assert_eq!(
+        desired_capacity(&w.client, &group).await,
+        5,
+        "adopting writes nothing"
+    );
 }
 
 #[tokio::test]
 async fn a_group_deleted_after_attaching_fails_its_target_and_the_server_keeps_serving() {
-    let Some(endpoint) = moto_endpoint() else { return };
+    let Some(endpoint) = moto_endpoint() else {
+        return;
+    };
     let w = World::start(&endpoint).await;
     let group = create_group(&w.client, 2, &[("autoscaler:managed", "true")]).await;
     assert_eq!(w.attach(&group).await.0, 200);
@@ -290,7 +359,10 @@ async fn a_group_deleted_after_attaching_fails_its_target_and_the_server_keeps_s
     w.pass(plus(t0, 2)).await;
     let status = w.status().await;
     assert_eq!(status["state"], "failed");
-    assert_eq!(status["message"], format!("Auto Scaling group {group} does not exist in {REGION}"));
+    assert_eq!(
+        status["message"],
+        format!("Auto Scaling group {group} does not exist in {REGION}")
+    );
     let (code, _) = w.call(reqwest::Method::GET, "/api/instances/", None).await;
     assert_eq!(code, 200);
 }

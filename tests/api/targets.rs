@@ -359,6 +359,27 @@ on_both_databases_with! {
         assert_eq!(f.fake.writes(), vec![], "adopting writes nothing");
     }
 
+    async fn editing_a_target_keeps_what_was_written_so_drift_is_still_seen(f) {
+        f.fake.add("default", "deployments", "web", 2, &[MANAGED]);
+        let body = json!({"kind": "kubernetes", "namespace": "default", "name": "web", "base_capacity": 2});
+        f.put(PATH, body.clone()).await;
+        let t0 = Utc::now();
+        f.pass(t0).await;
+        let (status, edited) = f.put(PATH, json!({"kind": "kubernetes", "namespace": "default", "name": "web",
+            "base_capacity": 2, "on_drift": "adopt", "mode": "apply"})).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!((&edited["status"]["state"], &edited["status"]["applied_capacity"]), (&json!("pending"), &json!(2)));
+        f.fake.edit("default", "deployments", "web", |w| w.replicas = 5);
+        f.pass(plus(t0, 1)).await;
+        assert_eq!(f.events().await, vec!["drift_adopted"]);
+        assert_eq!(f.level().await, 3);
+        assert_eq!(f.fake.writes(), vec![]);
+        // Another workload starts afresh.
+        f.fake.add("default", "deployments", "api", 2, &[MANAGED]);
+        let (_, other) = f.put(PATH, json!({"kind": "kubernetes", "namespace": "default", "name": "api", "base_capacity": 2})).await;
+        assert_eq!(other["status"]["applied_capacity"], Value::Null);
+    }
+
     async fn enforce_writes_our_value_back_over_an_outside_change(f) {
         f.fake.add("default", "deployments", "web", 2, &[MANAGED]);
         f.put(PATH, json!({"kind": "kubernetes", "namespace": "default", "name": "web", "base_capacity": 2, "on_drift": "enforce"})).await;
@@ -531,8 +552,17 @@ on_both_databases_with! {
 /// asks for none.) Skipped where kubectl is not installed, failed in CI.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_speaks_to_the_fake() {
-    if std::process::Command::new("kubectl").arg("version").arg("--client").output().is_err() {
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI needs kubectl");
+    if std::process::Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI needs kubectl"
+        );
         eprintln!("skipped: kubectl is not installed");
         return;
     }
@@ -559,19 +589,59 @@ async fn kubectl_speaks_to_the_fake() {
         }
     };
     let out = kubectl(&["get", "deployment", "web", "-n", "default", "-o", "json"]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let object: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
-        (&object["kind"], &object["spec"]["replicas"], &object["metadata"]["annotations"]["autoscaler/managed"]),
+        (
+            &object["kind"],
+            &object["spec"]["replicas"],
+            &object["metadata"]["annotations"]["autoscaler/managed"]
+        ),
         (&json!("Deployment"), &json!(2), &json!("true"))
     );
-    let out = kubectl(&["scale", "deployment", "web", "-n", "default", "--replicas=5"]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "deployment.apps/web scaled");
+    let out = kubectl(&[
+        "scale",
+        "deployment",
+        "web",
+        "-n",
+        "default",
+        "--replicas=5",
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "deployment.apps/web scaled"
+    );
     assert_eq!(fake.writes(), vec![("web".to_owned(), 5)]);
-    let out = kubectl(&["scale", "deployment", "web", "-n", "default", "--replicas=1", "--dry-run=server"]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(fake.workload("default", "deployments", "web").replicas, 5, "a server-side dry run changes nothing");
+    let out = kubectl(&[
+        "scale",
+        "deployment",
+        "web",
+        "-n",
+        "default",
+        "--replicas=1",
+        "--dry-run=server",
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fake.workload("default", "deployments", "web").replicas,
+        5,
+        "a server-side dry run changes nothing"
+    );
 }
 
 /// The figure BENCHMARKS.md quotes: 1,000 targets changed by one scaling tick, all
@@ -585,7 +655,12 @@ async fn a_thousand_targets_changed_in_one_tick_are_all_written() {
     for db in [Db::Sqlite, Db::Postgres] {
         let Some(f) = fleet(db).await else { continue };
         let store = f.app.store.clone();
-        let user = store.user_by_email("ops@example.com").await.unwrap().unwrap().id;
+        let user = store
+            .user_by_email("ops@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
         let t0 = Utc::now();
         let mut metrics = Vec::new();
         for n in 0..1000 {
@@ -625,7 +700,9 @@ async fn a_thousand_targets_changed_in_one_tick_are_all_written() {
         let started = std::time::Instant::now();
         f.scale(plus(t0, 2)).await;
         let ticked = started.elapsed();
-        let report = run_actuation_pass(store.as_ref(), &actuator, plus(t0, 3)).await.unwrap();
+        let report = run_actuation_pass(store.as_ref(), &actuator, plus(t0, 3))
+            .await
+            .unwrap();
         let written = started.elapsed();
         assert_eq!(report.writes, 1000);
         assert_eq!(f.fake.writes().len(), 1000);

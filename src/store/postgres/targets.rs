@@ -39,6 +39,17 @@ macro_rules! target_columns {
     };
 }
 
+/// The columns of outbox rows, as UNNEST binds them: id, webhook, actuation, type,
+/// payload, time.
+type OutboxColumns<'a> = (
+    Vec<Uuid>,
+    Vec<Uuid>,
+    Vec<Uuid>,
+    Vec<&'a str>,
+    Vec<&'a str>,
+    Vec<DateTime<Utc>>,
+);
+
 /// Inserts the webhook events of `notices` whose history line landed, one per
 /// subscribed webhook of the instance's owner, each with its own time-ordered id.
 async fn queue_actuation_events(
@@ -56,14 +67,7 @@ async fn queue_actuation_events(
     .bind(&instances)
     .fetch_all(&mut *tx)
     .await?;
-    let mut rows: (
-        Vec<Uuid>,
-        Vec<Uuid>,
-        Vec<Uuid>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<DateTime<Utc>>,
-    ) = Default::default();
+    let mut rows: OutboxColumns = Default::default();
     for n in notices {
         for (instance, webhook, events) in &subscriptions {
             let wants = events
@@ -141,7 +145,11 @@ impl Targets for PostgresStore {
              ON CONFLICT (instance) DO UPDATE SET id = EXCLUDED.id,
                  target_key = EXCLUDED.target_key, kind = EXCLUDED.kind, spec = EXCLUDED.spec,
                  state = 'pending', desired_level = EXCLUDED.desired_level,
-                 progress = EXCLUDED.progress, due_at = EXCLUDED.due_at, lease_until = NULL,
+                 -- The same group or workload keeps what was written and read of it
+                 -- (so an outside change is still seen as one); another starts afresh.
+                 progress = CASE WHEN t.target_key = EXCLUDED.target_key THEN t.progress
+                                 ELSE EXCLUDED.progress END,
+                 due_at = EXCLUDED.due_at, lease_until = NULL,
                  created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at
              RETURNING ",
             target_columns!("t")

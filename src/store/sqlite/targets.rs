@@ -114,7 +114,9 @@ impl Targets for SqliteStore {
              ON CONFLICT (instance) DO UPDATE SET id = excluded.id,
                  target_key = excluded.target_key, kind = excluded.kind, spec = excluded.spec,
                  state = 'pending', desired_level = excluded.desired_level,
-                 progress = excluded.progress, due_at = excluded.due_at, lease_until = NULL,
+                 progress = CASE WHEN scale_targets.target_key = excluded.target_key
+                                 THEN scale_targets.progress ELSE excluded.progress END,
+                 due_at = excluded.due_at, lease_until = NULL,
                  created_at = excluded.created_at, updated_at = excluded.updated_at
              RETURNING ",
             target_columns!("scale_targets")
