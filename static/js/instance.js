@@ -178,6 +178,7 @@ export async function instancePage(main, instanceId) {
   const timer = setInterval(refresh, REFRESH_MS);
   return () => {
     clearInterval(timer);
+    target.stop();
     chart.destroy();
   };
 }

@@ -23,6 +23,7 @@ const EVENTS = {
   drift_enforced: "drift enforced",
   would_apply: "would apply",
 };
+const FOLLOW_UP_MS = 3000;
 const WORKLOADS = { deployments: "Deployment", statefulsets: "StatefulSet" };
 
 // The API's field names as the form labels them, for the server's messages.
@@ -95,6 +96,7 @@ function fieldOf(err, kind) {
   // The live check: "Deployment default/web does not exist", "... does not carry the
   // annotation ...", "... belongs to another user"; 409: another instance drives it.
   if (err.status === 409) return nameField;
+  if (/^Kubernetes is not configured/.test(err.message)) return "kind";
   if (err.status === 400 && /^(Deployment|StatefulSet|Auto Scaling group) /.test(err.message)) return nameField;
   return null;
 }
@@ -170,10 +172,14 @@ export function targetSection(instanceId, onChange = () => {}) {
     add("group_name", group), add("region", region),
     sizingGroup, add("base_capacity", baseCap), add("capacities", capacities), preview,
     add("on_drift", onDrift), add("mode", mode),
-    h("div", { class: "form-actions" }, save, remove),
-    message,
+    h("div", { class: "form-actions" }, save),
   );
-  const formTitle = h("h3", { id: "target-form-h" }, "Attach a target");
+  // Folded away while a target exists (it is on the page already, in the summary).
+  const formTitle = h("summary", { id: "target-form-h" }, "Attach a target");
+  const editor = h("details", { id: "target-edit", open: true }, formTitle, form);
+  let rendered = false; // the first render decides whether the editor starts open
+  let followUp = 0; // a timer: a pending or converging target is looked at again soon
+  let stopped = false;
 
   let target = null; // the stored target, or null
   let shownStatus = ""; // the summary's last content, so an unchanged one is not re-announced
@@ -303,6 +309,7 @@ export function targetSection(instanceId, onChange = () => {}) {
         say(message, `${r.message}: ${what} keeps its current capacity.`, "ok");
         target = null;
         render(null);
+        editor.open = true;
         onChange();
         heading.focus();
       } catch (err) {
@@ -317,6 +324,10 @@ export function targetSection(instanceId, onChange = () => {}) {
     save.textContent = t ? "Save target" : "Attach target";
     formTitle.textContent = t ? "Change the target" : "Attach a target";
     history.hidden = !t;
+    if (!rendered) {
+      rendered = true;
+      editor.open = !t;
+    }
     const key = JSON.stringify(r);
     if (key === shownStatus) return;
     shownStatus = key;
@@ -372,11 +383,14 @@ export function targetSection(instanceId, onChange = () => {}) {
   }
 
   async function load() {
+    clearTimeout(followUp);
     try {
       const r = await api("GET", base);
       target = r.target;
       if (!dirty && filledFrom !== JSON.stringify(r.target)) fill(r.target);
       render(r);
+      // A write is due or on its way: show where it gets to without waiting 15 s.
+      if (!stopped && ["pending", "converging"].includes(r.status?.state)) followUp = setTimeout(load, FOLLOW_UP_MS);
     } catch (err) {
       if (err.status === 404) {
         target = null;
@@ -406,6 +420,10 @@ export function targetSection(instanceId, onChange = () => {}) {
 
   toggle();
   const el = h("section", { class: "card", "aria-labelledby": "target-h", id: "target" },
-    heading, summary, history, formTitle, form);
-  return { el, update, state: () => target };
+    heading, summary, h("div", { class: "actions" }, remove), history, editor, message);
+  const stop = () => {
+    stopped = true;
+    clearTimeout(followUp);
+  };
+  return { el, update, stop, state: () => target };
 }

@@ -172,7 +172,7 @@ try {
     await page.getByText("not monitored").first().waitFor();
   });
 
-  await step("scale target refuses a base capacity of 0", "target", async () => {
+  await step("scale target form errors by their fields", "target", async () => {
     const section = page.locator("#target");
     await section.getByText("No scale target").waitFor();
     await section.scrollIntoViewIfNeeded();
@@ -182,6 +182,15 @@ try {
     await form.getByLabel("Workload name").fill("web");
     await form.getByLabel("Workload kind").selectOption("deployments");
     await form.getByText("Base capacity, 1.5× per level").click();
+    // A workload the cluster doesn't have: the live check's answer, by the name.
+    await form.getByLabel("Workload name").fill("missing");
+    await form.getByLabel("Base capacity", { exact: true }).fill("1");
+    await page.getByRole("button", { name: "Attach target" }).click();
+    const nameError = page.locator("#target-form [name=name] ~ .field-error");
+    await nameError.waitFor({ state: "visible" });
+    assert.match(await nameError.textContent(), /^Deployment default\/missing does not exist\.$/);
+    assert.equal(await form.getByLabel("Workload name").getAttribute("aria-invalid"), "true");
+    await form.getByLabel("Workload name").fill("web");
     await form.getByLabel("Base capacity", { exact: true }).fill("0");
     await page.getByRole("button", { name: "Attach target" }).click();
     const error = page.locator("#target-form [name=base_capacity] ~ .field-error");
@@ -189,6 +198,7 @@ try {
     assert.match(await error.textContent(), /^Base capacity must be a whole number from 1/);
     const input = form.getByLabel("Base capacity", { exact: true });
     assert.equal(await input.getAttribute("aria-invalid"), "true");
+    assert.equal(await form.getByLabel("Workload name").getAttribute("aria-invalid"), null, "the name's error is cleared");
     assert.ok(await input.evaluate((el) => el === document.activeElement), "the wrong field has the focus");
     await page.locator("#target-message", { hasText: "Not saved" }).waitFor();
     assert.equal((await fakeState()).writes.length, 0, "nothing was written");
