@@ -2,7 +2,7 @@
 // is and where it stands, its actuation history, a form to attach or change it and
 // a button to detach it. Also the labels the fleet uses for a target.
 import { api, seg } from "./api.js";
-import { h, field, say, busy, time } from "./dom.js";
+import { h, field, say, busy, time, when } from "./dom.js";
 
 const KINDS = { aws_asg: "Auto Scaling group", kubernetes: "Kubernetes" };
 const STATES = {
@@ -109,7 +109,10 @@ function fieldOf(err, kind) {
 export function targetSection(instanceId, onChange = () => {}) {
   const base = `/api/instances/${seg(instanceId)}/target`;
   const heading = h("h2", { id: "target-h", tabindex: "-1" }, "Scale target");
-  const summary = h("div", { id: "target-summary", "aria-live": "polite" }, h("p", { class: "loading" }, "Loading…"));
+  const summary = h("div", { id: "target-summary" }, h("p", { class: "loading" }, "Loading…"));
+  // What a screen reader hears when the target's state or capacity changes: one
+  // sentence, not the whole list of facts on every refresh.
+  const live = h("p", { class: "sr-only", "aria-live": "polite", id: "target-live" });
   const message = h("p", { class: "msg", role: "status", id: "target-message" });
   const historyMsg = h("p", { class: "msg", role: "status" });
   const historyBody = h("tbody");
@@ -332,6 +335,7 @@ export function targetSection(instanceId, onChange = () => {}) {
     if (key === shownStatus) return;
     shownStatus = key;
     if (!t) {
+      live.textContent = "";
       summary.replaceChildren(h("p", { class: "muted", id: "target-none" },
         "No scale target: decisions change the level here only. Attach a Kubernetes workload or an Auto Scaling group so that they change real capacity."));
       historyBody.replaceChildren();
@@ -344,6 +348,8 @@ export function targetSection(instanceId, onChange = () => {}) {
     const running = typeof s.observed_capacity === "number"
       ? `${s.observed_capacity} running${typeof s.observed_desired_capacity === "number" && s.observed_desired_capacity !== s.observed_capacity ? `, ${s.observed_desired_capacity} asked for` : ""}`
       : "not observed yet";
+    const sentence = `${describe(t)}: ${(STATES[s.state] || [s.state])[0]}, ${cap(s.desired_capacity)} wanted, ${running}.${problem && s.message ? ` ${s.message}` : ""}`;
+    if (live.textContent !== sentence) live.textContent = sentence;
     summary.replaceChildren(...[
       h("p", { class: "target-title" },
         h("strong", { id: "target-name" }, describe(t)), " ",
@@ -374,7 +380,7 @@ export function targetSection(instanceId, onChange = () => {}) {
       ...actuations.map((a) => {
         const cap = (v) => (typeof v === "number" ? String(v) : "—");
         return h("tr", { class: `event ${a.event}`, "data-event": a.event, "data-timestamp": a.timestamp },
-          h("td", { class: "nowrap" }, time(a.timestamp)),
+          h("td", { class: "nowrap", title: time(a.timestamp) }, when(a.timestamp)),
           h("td", {}, EVENTS[a.event] || a.event.replace(/_/g, " ")),
           h("td", { class: "nowrap" }, `${cap(a.desired_capacity)} wanted, ${cap(a.observed_capacity)} seen`),
           h("td", {}, a.message));
@@ -420,7 +426,7 @@ export function targetSection(instanceId, onChange = () => {}) {
 
   toggle();
   const el = h("section", { class: "card", "aria-labelledby": "target-h", id: "target" },
-    heading, summary, h("div", { class: "actions" }, remove), history, editor, message);
+    heading, live, summary, h("div", { class: "actions" }, remove), history, editor, message);
   const stop = () => {
     stopped = true;
     clearTimeout(followUp);
