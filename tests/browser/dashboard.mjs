@@ -277,6 +277,19 @@ try {
     await page.locator("#target").screenshot({ path: join(shots, "target-section-desktop.png") });
   });
 
+  await step("scale target in observe mode writes nothing", "target", async () => {
+    const before = (await fakeState()).writes.length;
+    const editor = page.locator("#target-edit");
+    if (!(await editor.evaluate((d) => d.open))) await editor.locator("summary").click();
+    await page.locator("#target-form").getByLabel("Mode", { exact: true }).selectOption("observe");
+    await page.getByRole("button", { name: "Save target" }).click();
+    await page.locator("#target-message", { hasText: "Nothing is written to it in observe mode." }).waitFor();
+    // The worker's next pass; the page looks again 3 s after a pending state.
+    await page.locator("#target-summary .target-state[data-state=observing]").waitFor({ timeout: 30000 });
+    await page.locator("#target-summary .badge", { hasText: "observe mode" }).waitFor();
+    assert.equal((await fakeState()).writes.length, before, "observe mode wrote nothing");
+  });
+
   await step("policy rejects an invalid value", "policy", async () => {
     const form = page.locator("#policy-form");
     await form.getByLabel("Sustained ratio (0–1)").waitFor();
@@ -334,7 +347,7 @@ try {
     await page.getByText("policy: enforce").first().waitFor();
     const targetBadge = page.locator(".fleet [data-target-kind=kubernetes]");
     await targetBadge.waitFor();
-    assert.match(await targetBadge.textContent(), /^target: Kubernetes · (in sync|converging|pending)$/);
+    assert.match(await targetBadge.textContent(), /^target: Kubernetes · observing only$/);
   });
 
   await step("stop monitoring", "instance", async () => {
