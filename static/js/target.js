@@ -354,7 +354,6 @@ export function targetSection(instanceId, onChange = () => {}) {
       h("p", { class: "target-title" },
         h("strong", { id: "target-name" }, describe(t)), " ",
         stateBadge(s.state),
-        t.mode === "observe" ? [" ", h("span", { class: "badge dry" }, "observe mode")] : null,
         s.limited ? [" ", h("span", { class: "badge warn" }, "limited")] : null),
       s.message ? h("p", { class: problem ? "msg error" : "msg info", id: "target-status-message" }, s.message) : null,
       h("dl", { class: "facts" },
@@ -365,6 +364,7 @@ export function targetSection(instanceId, onChange = () => {}) {
           ? [h("dt", {}, "Group bounds"), h("dd", {}, `${cap(s.min_capacity)} to ${cap(s.max_capacity)}`)]
           : null,
         h("dt", {}, "Capacity per level"), h("dd", {}, sizingText(t)),
+        h("dt", {}, "Mode"), h("dd", { id: "target-mode" }, t.mode === "observe" ? "observe: nothing is written" : "apply: the capacity is written"),
         h("dt", {}, "When changed outside"), h("dd", {}, t.on_drift === "enforce" ? "enforce: written back" : "adopt: taken as the level"),
         h("dt", {}, "Last observed"), h("dd", {}, time(s.observed_at)),
         s.attempts > 0 ? [h("dt", {}, "Retries"), h("dd", {}, `${s.attempts}${s.next_attempt_at ? `, next at ${time(s.next_attempt_at)}` : ""}`)] : null),
