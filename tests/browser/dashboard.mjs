@@ -177,7 +177,17 @@ try {
     await section.getByText("No scale target").waitFor();
     await section.scrollIntoViewIfNeeded();
     const form = page.locator("#target-form");
+    // The kind decides the fields: an Auto Scaling group has a group name and a region.
+    await form.getByLabel("Kind", { exact: true }).selectOption("aws_asg");
+    assert.ok(await form.getByLabel("Namespace").isHidden(), "no namespace for an Auto Scaling group");
+    await form.getByLabel("Group name").fill("web-asg");
+    await form.getByLabel("Region").fill("the moon");
+    await page.getByRole("button", { name: "Attach target" }).click();
+    const regionError = page.locator("#target-form [name=region] ~ .field-error");
+    await regionError.waitFor({ state: "visible" });
+    assert.match(await regionError.textContent(), /^Region must be an AWS region name such as us-east-1\.$/);
     await form.getByLabel("Kind", { exact: true }).selectOption("kubernetes");
+    assert.ok(await form.getByLabel("Group name").isHidden(), "no group name for a workload");
     await form.getByLabel("Namespace").fill("default");
     await form.getByLabel("Workload name").fill("web");
     await form.getByLabel("Workload kind").selectOption("deployments");
