@@ -103,8 +103,9 @@ function fieldOf(err, kind) {
 
 /**
  * The section. `onChange` runs after an attach or detach (the page reloads the
- * instance). Returns {el, update(instance)}: `update` is the refresh loop's call,
- * with the instance from the list (its `target_kind` says whether to ask).
+ * instance). Returns {el, update(instance), stop()}: `update` is the refresh
+ * loop's call, with the instance from the list (its `target_kind` says whether to
+ * ask); `stop` ends the follow-up timer when the page goes.
  */
 export function targetSection(instanceId, onChange = () => {}) {
   const base = `/api/instances/${seg(instanceId)}/target`;
@@ -417,6 +418,7 @@ export function targetSection(instanceId, onChange = () => {}) {
   /** The refresh loop's call: asks the server only when the instance has a target. */
   async function update(instance) {
     if (instance && !instance.target_kind) {
+      clearTimeout(followUp);
       target = null;
       render(null);
       return;
