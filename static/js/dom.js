@@ -34,6 +34,17 @@ export function time(iso) {
   return Number.isNaN(d.getTime()) ? "—" : dateTime.format(d);
 }
 
+const clock = new Intl.DateTimeFormat(undefined, { timeStyle: "medium" });
+const day = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+
+/** Like time(), without the date when it is today. */
+export function when(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "—";
+  return day.format(d) === day.format(new Date()) ? clock.format(d) : dateTime.format(d);
+}
+
 export function num(v, digits = 1, unit = "") {
   return typeof v === "number" && Number.isFinite(v) ? `${v.toFixed(digits)}${unit}` : "—";
 }

@@ -2,6 +2,7 @@
 import { api, seg } from "./api.js";
 import { h, field, say, busy, time, num } from "./dom.js";
 import { sparkline } from "./charts.js";
+import { fleetTargetBadge } from "./target.js";
 
 const REFRESH_MS = 15000;
 
@@ -66,6 +67,7 @@ function card(inst) {
       badge(inst.is_mock ? "mock" : "real", inst.is_mock ? "mock" : "real"),
       badge(inst.is_monitoring ? "monitoring" : "not monitored", inst.is_monitoring ? "on" : "off"),
       badge(`policy: ${mode}`, mode === "dry_run" ? "dry" : ""),
+      fleetTargetBadge(inst),
     ),
     h(
       "dl",

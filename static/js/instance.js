@@ -1,10 +1,12 @@
 // One instance: its facts, the series chart with scaling markers, monitoring,
-// simulated load, deletion, the decisions, the policy and the backtest.
+// simulated load, deletion, the scale target, the decisions, the policy and the
+// backtest.
 import { api, seg } from "./api.js";
 import { h, field, say, busy, time, num, zone } from "./dom.js";
 import { instanceChart } from "./charts.js";
 import { badge } from "./fleet.js";
 import { policySection, backtestSection } from "./policy.js";
+import { targetSection, fleetTargetBadge } from "./target.js";
 
 const REFRESH_MS = 15000;
 const RANGES = [
@@ -42,6 +44,7 @@ export async function instancePage(main, instanceId) {
   const chartBox = h("div", { class: "chart", id: "series-chart" });
   const chartMsg = h("p", { class: "msg", role: "status" }, "Loading the chart…");
   const chart = instanceChart(chartBox);
+  const target = targetSection(instanceId, () => loadInstance());
 
   // Decisions.
   const decisionsBody = h("tbody");
@@ -60,6 +63,7 @@ export async function instancePage(main, instanceId) {
     actionsMsg,
     h("section", { class: "card", "aria-labelledby": "chart-h" }, h("h2", { id: "chart-h" }, "CPU, memory and level"), rangeGroup, chartMsg, chartBox,
       h("p", { class: "muted small" }, `▲ scale up, ▼ scale down, ◆ both: hover or focus a marker for the reasons. The level is the step line (right axis). Times in ${zone}.`)),
+    target.el,
     simulateSection(instanceId, () => refresh()),
     h("section", { class: "card", "aria-labelledby": "decisions-h" }, h("h2", { id: "decisions-h" }, "Decisions"), decisionsMsg, decisionsTable),
     policySection(instanceId),
@@ -87,7 +91,8 @@ export async function instancePage(main, instanceId) {
       h("p", { class: "badges" },
         badge(i.is_mock ? "mock" : "real", i.is_mock ? "mock" : "real"),
         badge(i.is_monitoring ? "monitoring" : "not monitored", i.is_monitoring ? "on" : "off"),
-        badge(`policy: ${mode}`, mode === "dry_run" ? "dry" : "")),
+        badge(`policy: ${mode}`, mode === "dry_run" ? "dry" : ""),
+        fleetTargetBadge(i)),
       h("dl", { class: "facts" },
         h("dt", {}, "Type"), h("dd", {}, i.instance_type),
         h("dt", {}, "Region"), h("dd", {}, i.region),
@@ -138,7 +143,8 @@ export async function instancePage(main, instanceId) {
   }
 
   function refresh() {
-    return Promise.all([loadInstance(), loadSeries(), loadDecisions()]);
+    const withTarget = loadInstance().then(() => (instance ? target.update(instance) : undefined));
+    return Promise.all([withTarget, loadSeries(), loadDecisions()]);
   }
 
   monitorBtn.addEventListener("click", () =>
@@ -172,6 +178,7 @@ export async function instancePage(main, instanceId) {
   const timer = setInterval(refresh, REFRESH_MS);
   return () => {
     clearInterval(timer);
+    target.stop();
     chart.destroy();
   };
 }

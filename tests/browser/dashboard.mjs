@@ -1,7 +1,10 @@
 // Drives the dashboard at BASE/ in headless Chromium the way a user would: sign up,
 // register and monitor a mock instance, simulate high load, see the chart and a
 // scale_up marker with its reason, change the policy (an invalid value, then a
-// valid one), run a backtest, stop monitoring and delete the instance. Every step
+// valid one), run a backtest, stop monitoring and delete the instance. On the way
+// it attaches a scale target (a Deployment in the Kubernetes fake KUBE_FAKE that
+// scripts/dashboard-test.sh starts, tests/browser/kube-fake.mjs), after a refused
+// base capacity, sees the scale-up written to it and removes it. Every step
 // saves a screenshot into SHOTS; any console error or unexpected HTTP error fails
 // the step it belongs to. Steps run on after a failure, so one missing endpoint does
 // not hide the others; the exit status is non-zero if any step failed.
@@ -13,6 +16,7 @@ import { mkdirSync, copyFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 const base = process.env.BASE;
+const kubeFake = process.env.KUBE_FAKE; // the Kubernetes fake's URL
 const shots = resolve(process.env.SHOTS || "target/dashboard-screenshots");
 const docShot = process.env.DOC_SHOT; // where to copy the instance page, for the README
 assert.ok(base, "BASE is required");
@@ -34,6 +38,7 @@ const problems = []; // {category, text}
 
 // Errors of the endpoints other workers are adding count against their own steps.
 function categoryOf(url, method) {
+  if (/\/api\/instances\/[^/]+\/(target|actuations)/.test(url)) return "target";
   if (/\/api\/instances\/[^/]+\/policy/.test(url)) return "policy";
   if (/\/api\/instances\/[^/]+\/backtest/.test(url)) return "backtest";
   if (method === "DELETE" && /\/api\/instances\/[^/]+\/?$/.test(url)) return "delete";
@@ -43,7 +48,8 @@ function categoryOf(url, method) {
 const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
 const page = await context.newPage();
 page.setDefaultTimeout(20000);
-page.on("dialog", (d) => d.accept());
+let lastDialog = "";
+page.on("dialog", (d) => ((lastDialog = d.message()), d.accept()));
 page.on("pageerror", (e) => problems.push({ category: current?.category ?? "setup", text: `page error: ${e.message}` }));
 page.on("console", (msg) => {
   if (msg.type() !== "error") return;
@@ -112,6 +118,24 @@ if (process.env.STUB_PENDING === "1") {
   console.log("STUB_PENDING=1: the policy and backtest endpoints are answered in the browser");
 }
 
+/** What the Kubernetes fake holds and was sent: {writes: [{name, replicas}], dry_runs}. */
+async function fakeState() {
+  assert.ok(kubeFake, "KUBE_FAKE is not set: run this through scripts/dashboard-test.sh");
+  const r = await fetch(`${kubeFake}/_fake/state`);
+  return r.json();
+}
+
+/** Polls `check` (a function resolving to a truthy value) until it holds. */
+async function until(what, check, timeout = 40000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 async function step(name, category, fn, allow = [], fullPage = true) {
   current = { name, category, allow };
   const file = join(shots, `${String(results.length + 1).padStart(2, "0")}-${name.replace(/[^a-z0-9]+/gi, "-").toLowerCase()}.png`);
@@ -148,6 +172,65 @@ try {
     await page.getByText("not monitored").first().waitFor();
   });
 
+  await step("scale target form errors by their fields", "target", async () => {
+    const section = page.locator("#target");
+    await section.getByText("No scale target").waitFor();
+    await section.scrollIntoViewIfNeeded();
+    const form = page.locator("#target-form");
+    // The kind decides the fields: an Auto Scaling group has a group name and a region.
+    await form.getByLabel("Kind", { exact: true }).selectOption("aws_asg");
+    assert.ok(await form.getByLabel("Namespace").isHidden(), "no namespace for an Auto Scaling group");
+    await form.getByLabel("Group name").fill("web-asg");
+    await form.getByLabel("Region").fill("the moon");
+    await page.getByRole("button", { name: "Attach target" }).click();
+    const regionError = page.locator("#target-form [name=region] ~ .field-error");
+    await regionError.waitFor({ state: "visible" });
+    assert.match(await regionError.textContent(), /^Region must be an AWS region name such as us-east-1\.$/);
+    await form.getByLabel("Kind", { exact: true }).selectOption("kubernetes");
+    assert.ok(await form.getByLabel("Group name").isHidden(), "no group name for a workload");
+    await form.getByLabel("Namespace").fill("default");
+    await form.getByLabel("Workload name").fill("web");
+    await form.getByLabel("Workload kind").selectOption("deployments");
+    await form.getByText("Base capacity, 1.5× per level").click();
+    // A workload the cluster doesn't have: the live check's answer, by the name.
+    await form.getByLabel("Workload name").fill("missing");
+    await form.getByLabel("Base capacity", { exact: true }).fill("1");
+    await page.getByRole("button", { name: "Attach target" }).click();
+    const nameError = page.locator("#target-form [name=name] ~ .field-error");
+    await nameError.waitFor({ state: "visible" });
+    assert.match(await nameError.textContent(), /^Deployment default\/missing does not exist\.$/);
+    assert.equal(await form.getByLabel("Workload name").getAttribute("aria-invalid"), "true");
+    await form.getByLabel("Workload name").fill("web");
+    await form.getByLabel("Base capacity", { exact: true }).fill("0");
+    await page.getByRole("button", { name: "Attach target" }).click();
+    const error = page.locator("#target-form [name=base_capacity] ~ .field-error");
+    await error.waitFor({ state: "visible" });
+    assert.match(await error.textContent(), /^Base capacity must be a whole number from 1/);
+    const input = form.getByLabel("Base capacity", { exact: true });
+    assert.equal(await input.getAttribute("aria-invalid"), "true");
+    assert.equal(await form.getByLabel("Workload name").getAttribute("aria-invalid"), null, "the name's error is cleared");
+    assert.ok(await input.evaluate((el) => el === document.activeElement), "the wrong field has the focus");
+    await page.locator("#target-message", { hasText: "Not saved" }).waitFor();
+    assert.equal((await fakeState()).writes.length, 0, "nothing was written");
+  }, [{ status: 400, url: /\/target$/ }]);
+
+  await step("attach a scale target", "target", async () => {
+    const form = page.locator("#target-form");
+    await form.getByLabel("Base capacity", { exact: true }).fill("1");
+    await page.locator("#target-preview", { hasText: "1 → 1, 2 → 2, 3 → 3, 4 → 4, 5 → 6" }).waitFor();
+    await page.getByRole("button", { name: "Attach target" }).click();
+    await page.locator("#target-message", { hasText: "Target saved: Deployment default/web." }).waitFor();
+    assert.equal(await form.getByLabel("Base capacity", { exact: true }).getAttribute("aria-invalid"), null, "the old error is cleared");
+    await page.locator("#target-name", { hasText: "Deployment default/web" }).waitFor();
+    await page.getByRole("button", { name: "Remove target" }).waitFor();
+    await page.getByRole("button", { name: "Save target" }).waitFor();
+    const fake = await fakeState();
+    assert.ok(fake.dry_runs >= 1, "the server checked the target with a dry run");
+    assert.equal(fake.writes.length, 0, "attaching writes nothing");
+    // The facts' badge comes from the instance list, reloaded after the attach.
+    await page.locator(".facts-card [data-target-kind=kubernetes]").waitFor();
+  });
+
   await step("start monitoring", "instance", async () => {
     await page.getByRole("button", { name: "Start monitoring" }).click();
     await page.getByText("Monitoring started successfully").waitFor();
@@ -180,6 +263,41 @@ try {
     await tip.waitFor({ state: "visible" });
     await page.locator("table.decisions tr.scale_up").first().waitFor();
     if (docShot) await page.screenshot({ path: docShot });
+  });
+
+  await step("scale target applied the scale-up", "target", async () => {
+    // The engine scaled up; the worker PATCHes the scale subresource within ~2 s.
+    const write = await until("a PATCH of default/web's scale", async () => (await fakeState()).writes[0]);
+    assert.equal(write.name, "default/web");
+    assert.ok(write.replicas >= 2, `wrote ${write.replicas} replicas`);
+    // The page shows it at its next refresh (every 15 s).
+    const row = page.locator("#target-history tr[data-event=applied]").first();
+    await row.waitFor({ timeout: 40000 });
+    assert.match(await row.textContent(), /applied.*Deployment default\/web/);
+    await until("the page to show the new capacity", async () => {
+      const observed = await page.locator("#target-observed").textContent();
+      return Number.parseInt(observed, 10) >= 2;
+    });
+    const state = await page.locator("#target-summary .target-state").getAttribute("data-state");
+    assert.ok(["in_sync", "converging", "pending"].includes(state), `state ${state}`);
+    // Newest first: the times in the history never increase going down.
+    const times = await page.locator("#target-history tbody tr").evaluateAll((rows) => rows.map((r) => Date.parse(r.dataset.timestamp)));
+    for (let i = 1; i < times.length; i++) assert.ok(times[i] <= times[i - 1], "history is newest first");
+    await page.locator("#target").scrollIntoViewIfNeeded();
+    await page.locator("#target").screenshot({ path: join(shots, "target-section-desktop.png") });
+  });
+
+  await step("scale target in observe mode writes nothing", "target", async () => {
+    const before = (await fakeState()).writes.length;
+    const editor = page.locator("#target-edit");
+    if (!(await editor.evaluate((d) => d.open))) await editor.locator("summary").click();
+    await page.locator("#target-form").getByLabel("Mode", { exact: true }).selectOption("observe");
+    await page.getByRole("button", { name: "Save target" }).click();
+    await page.locator("#target-message", { hasText: "Nothing is written to it in observe mode." }).waitFor();
+    // The worker's next pass; the page looks again 3 s after a pending state.
+    await page.locator("#target-summary .target-state[data-state=observing]").waitFor({ timeout: 30000 });
+    assert.equal(await page.locator("#target-mode").textContent(), "observe: nothing is written");
+    assert.equal((await fakeState()).writes.length, before, "observe mode wrote nothing");
   });
 
   await step("policy rejects an invalid value", "policy", async () => {
@@ -218,6 +336,8 @@ try {
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 1, `page scrolls sideways by ${overflow} px at 390 px`);
     await page.locator("#series-chart canvas").first().waitFor();
+    await page.locator("#target").scrollIntoViewIfNeeded();
+    await page.locator("#target").screenshot({ path: join(shots, "target-section-phone.png") });
     await page.locator("#chart-h").scrollIntoViewIfNeeded();
   }, [], false);
 
@@ -235,6 +355,9 @@ try {
     await page.getByRole("link", { name: instanceId }).waitFor();
     await page.locator(".spark canvas").first().waitFor();
     await page.getByText("policy: enforce").first().waitFor();
+    const targetBadge = page.locator(".fleet [data-target-kind=kubernetes]");
+    await targetBadge.waitFor();
+    assert.match(await targetBadge.textContent(), /^target: Kubernetes · observing only$/);
   });
 
   await step("stop monitoring", "instance", async () => {
@@ -243,6 +366,20 @@ try {
     await page.getByText("Monitoring stopped successfully").waitFor();
     await page.getByRole("button", { name: "Start monitoring" }).waitFor();
   });
+
+  await step("remove the scale target", "target", async () => {
+    const before = (await fakeState()).writes.length;
+    await page.locator("#target").scrollIntoViewIfNeeded();
+    await page.getByRole("button", { name: "Remove target" }).click();
+    await page.locator("#target-message", { hasText: "Scale target detached" }).waitFor();
+    assert.match(lastDialog, /Remove the scale target Deployment default\/web\?/);
+    await page.locator("#target-summary", { hasText: "No scale target" }).waitFor();
+    await page.getByRole("button", { name: "Attach target" }).waitFor();
+    assert.ok(await page.locator("#target-h").evaluate((el) => el === document.activeElement), "focus on the section's heading");
+    assert.ok(await page.locator("#target-remove").isHidden(), "no Remove button without a target");
+    await page.locator(".facts-card [data-target-kind]").waitFor({ state: "detached" });
+    assert.equal((await fakeState()).writes.length, before, "detaching writes nothing");
+  }, [{ status: 404, url: /\/target$/ }]); // a refresh already under way may ask once more
 
   await step("delete instance", "delete", async () => {
     await page.getByRole("button", { name: "Delete instance" }).click();
