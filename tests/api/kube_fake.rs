@@ -173,12 +173,12 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
         .into_response()
 }
 
-/// Auth and injected errors, before any handler.
-fn gate(fake: &KubeFake, headers: &HeaderMap) -> Result<(), Response> {
+/// Auth and injected errors, before any handler: the answer that stops the request.
+fn gate(fake: &KubeFake, headers: &HeaderMap) -> Option<Response> {
     gate_for(fake, headers, false)
 }
 
-fn gate_for(fake: &KubeFake, headers: &HeaderMap, write: bool) -> Result<(), Response> {
+fn gate_for(fake: &KubeFake, headers: &HeaderMap, write: bool) -> Option<Response> {
     let mut inner = fake.inner.lock().unwrap();
     inner.requests += 1;
     if let Some(token) = &fake.token {
@@ -187,7 +187,7 @@ fn gate_for(fake: &KubeFake, headers: &HeaderMap, write: bool) -> Result<(), Res
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if sent != Some(token.as_str()) {
-            return Err(status(401, "Unauthorized", "Unauthorized"));
+            return Some(status(401, "Unauthorized", "Unauthorized"));
         }
     }
     let injected = match inner.errors.pop_front() {
@@ -202,13 +202,13 @@ fn gate_for(fake: &KubeFake, headers: &HeaderMap, write: bool) -> Result<(), Res
             403 => "Forbidden",
             _ => "InternalError",
         };
-        return Err(status(code, reason, &format!("injected {code}")));
+        return Some(status(code, reason, &format!("injected {code}")));
     }
-    Ok(())
+    None
 }
 
 async fn core_versions(State(fake): State<KubeFake>, headers: HeaderMap) -> Response {
-    if let Err(r) = gate(&fake, &headers) {
+    if let Some(r) = gate(&fake, &headers) {
         return r;
     }
     axum::Json(json!({
@@ -219,7 +219,7 @@ async fn core_versions(State(fake): State<KubeFake>, headers: HeaderMap) -> Resp
 }
 
 async fn version(State(fake): State<KubeFake>, headers: HeaderMap) -> Response {
-    if let Err(r) = gate(&fake, &headers) {
+    if let Some(r) = gate(&fake, &headers) {
         return r;
     }
     axum::Json(json!({
@@ -231,7 +231,7 @@ async fn version(State(fake): State<KubeFake>, headers: HeaderMap) -> Response {
 }
 
 async fn groups(State(fake): State<KubeFake>, headers: HeaderMap) -> Response {
-    if let Err(r) = gate(&fake, &headers) {
+    if let Some(r) = gate(&fake, &headers) {
         return r;
     }
     axum::Json(json!({
@@ -243,7 +243,7 @@ async fn groups(State(fake): State<KubeFake>, headers: HeaderMap) -> Response {
 }
 
 async fn apps_resources(State(fake): State<KubeFake>, headers: HeaderMap) -> Response {
-    if let Err(r) = gate(&fake, &headers) {
+    if let Some(r) = gate(&fake, &headers) {
         return r;
     }
     let verbs = json!(["get", "list", "patch", "update"]);
@@ -311,7 +311,7 @@ async fn get_object(
     UrlPath((ns, resource, name)): Key,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = gate(&fake, &headers) {
+    if let Some(r) = gate(&fake, &headers) {
         return r;
     }
     let inner = fake.inner.lock().unwrap();
@@ -331,7 +331,7 @@ async fn get_scale(
     UrlPath((ns, resource, name)): Key,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = gate(&fake, &headers) {
+    if let Some(r) = gate(&fake, &headers) {
         return r;
     }
     let inner = fake.inner.lock().unwrap();
@@ -351,7 +351,7 @@ async fn patch_scale(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = gate_for(&fake, &headers, !is_dry_run(&query)) {
+    if let Some(r) = gate_for(&fake, &headers, !is_dry_run(&query)) {
         return r;
     }
     let content_type = headers
@@ -377,7 +377,7 @@ async fn put_scale(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = gate_for(&fake, &headers, !is_dry_run(&query)) {
+    if let Some(r) = gate_for(&fake, &headers, !is_dry_run(&query)) {
         return r;
     }
     write_replicas(&fake, &ns, &resource, &name, &query, &body)
