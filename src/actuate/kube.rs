@@ -54,18 +54,8 @@ impl KubeCloud {
     }
 
     async fn read(&self, target: &TargetRef) -> CloudResult<Observation> {
-        let TargetRef::Kubernetes {
-            namespace,
-            name,
-            resource,
-        } = target
-        else {
-            return Err(CloudError::new(
-                Failure::Invalid,
-                "not a Kubernetes workload",
-            ));
-        };
-        let result = self.api(namespace, *resource).get(name).await;
+        let (namespace, name, resource) = workload(target)?;
+        let result = self.api(namespace, resource).get(name).await;
         self.record(
             "get",
             result
@@ -75,6 +65,21 @@ impl KubeCloud {
         );
         let object = result.map_err(|e| classify(&e, target))?;
         Ok(observation(&object))
+    }
+}
+
+/// The namespace, name and kind of a Kubernetes target.
+fn workload(target: &TargetRef) -> CloudResult<(&str, &str, Workload)> {
+    match target {
+        TargetRef::Kubernetes {
+            namespace,
+            name,
+            resource,
+        } => Ok((namespace, name, *resource)),
+        TargetRef::AwsAsg { .. } => Err(CloudError::new(
+            Failure::Invalid,
+            "not a Kubernetes workload",
+        )),
     }
 }
 
@@ -172,24 +177,14 @@ impl KubeCloud {
         replicas: i32,
         dry_run: bool,
     ) -> CloudResult<()> {
-        let TargetRef::Kubernetes {
-            namespace,
-            name,
-            resource,
-        } = target
-        else {
-            return Err(CloudError::new(
-                Failure::Invalid,
-                "not a Kubernetes workload",
-            ));
-        };
+        let (namespace, name, resource) = workload(target)?;
         let mut params = PatchParams::default();
         if dry_run {
             params = params.dry_run();
         }
         let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
         let result = self
-            .api(namespace, *resource)
+            .api(namespace, resource)
             .patch_scale(name, &params, &patch)
             .await;
         self.record(

@@ -156,10 +156,10 @@ pub async fn run_scaling_tick(
         // so decisions don't stack on capacity that hasn't arrived.
         let ids: Vec<Uuid> = candidates.iter().map(|c| c.id).collect();
         let holding: HashMap<Uuid, String> = store
-            .holding_targets(&ids)
+            .targets_of(&ids)
             .await?
             .into_iter()
-            .filter(|t| t.spec.mode == TargetMode::Apply)
+            .filter(|t| t.state.holds_decisions() && t.spec.mode == TargetMode::Apply)
             .map(|t| (t.instance, hold_reason(&t.spec, t.state, &t.progress)))
             .collect();
         let outcomes: Vec<ScalingOutcome> = candidates

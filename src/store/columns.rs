@@ -33,3 +33,27 @@ macro_rules! webhook_columns {
         "id, user_id, url, events, description, secret, created_at"
     };
 }
+
+/// The columns a scale-target row reads, qualified by the table's name or alias.
+macro_rules! target_columns {
+    ($t:literal) => {
+        concat!(
+            $t,
+            ".id, ",
+            $t,
+            ".instance, ",
+            $t,
+            ".spec, ",
+            $t,
+            ".state, ",
+            $t,
+            ".desired_level, ",
+            $t,
+            ".progress, ",
+            $t,
+            ".created_at, ",
+            $t,
+            ".updated_at"
+        )
+    };
+}

@@ -86,9 +86,6 @@ pub trait Targets: Send + Sync {
     ) -> StoreResult<Vec<Uuid>>;
     /// The targets of `instances` (those that have one).
     async fn targets_of(&self, instances: &[Uuid]) -> StoreResult<Vec<ScaleTarget>>;
-    /// The targets of `instances` whose state holds the engine's decisions
-    /// (pending, blocked, converging): capacity is on its way.
-    async fn holding_targets(&self, instances: &[Uuid]) -> StoreResult<Vec<ScaleTarget>>;
     /// How many targets are in each state, for the gauge.
     async fn targets_by_state(&self) -> StoreResult<Vec<(TargetState, i64)>>;
 }
@@ -207,5 +204,12 @@ pub(super) fn cooldowns(
         .iter()
         .filter(|u| landed.contains(&u.target))
         .filter_map(|u| u.cooldown_from.map(|at| (u.instance, at)))
+        .collect()
+}
+
+/// The gauge's counts, from `(state, count)` rows.
+pub(super) fn state_counts(rows: Vec<(String, i64)>) -> Vec<(TargetState, i64)> {
+    rows.into_iter()
+        .filter_map(|(s, n)| Some((TargetState::parse(&s)?, n)))
         .collect()
 }

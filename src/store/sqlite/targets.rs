@@ -12,32 +12,9 @@ use crate::actuate::{Progress, TargetSpec, TargetState, Update};
 use crate::scaling::record::TargetLevel;
 use crate::store::targets::{
     ActuationNotice, ActuationRow, DueRow, DueTarget, ScaleTarget, TargetRow, Targets, cooldowns,
-    landed_events, progress_text, spec_text,
+    landed_events, progress_text, spec_text, state_counts,
 };
 use crate::store::{StoreError, StoreResult};
-
-macro_rules! target_columns {
-    ($t:literal) => {
-        concat!(
-            $t,
-            ".id, ",
-            $t,
-            ".instance, ",
-            $t,
-            ".spec, ",
-            $t,
-            ".state, ",
-            $t,
-            ".desired_level, ",
-            $t,
-            ".progress, ",
-            $t,
-            ".created_at, ",
-            $t,
-            ".updated_at"
-        )
-    };
-}
 
 /// Inserts the webhook events of `notices` whose history line landed, one per
 /// subscribed webhook of the instance's owner, each with its own time-ordered id.
@@ -296,35 +273,11 @@ impl Targets for SqliteStore {
             .collect())
     }
 
-    async fn holding_targets(&self, instances: &[Uuid]) -> StoreResult<Vec<ScaleTarget>> {
-        if instances.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids = serde_json::to_string(&instances.iter().map(Uuid::to_string).collect::<Vec<_>>())
-            .unwrap_or_else(|_| "[]".into());
-        let rows: Vec<TargetRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            target_columns!("t"),
-            " FROM json_each(?1) AS c JOIN scale_targets t ON t.instance = c.value
-               WHERE t.state IN ('pending', 'blocked', 'converging')"
-        ))
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(TargetRow::into_target)
-            .collect())
-    }
-
     async fn targets_by_state(&self) -> StoreResult<Vec<(TargetState, i64)>> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT state, count(*) FROM scale_targets GROUP BY state")
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(s, n)| Some((TargetState::parse(&s)?, n)))
-            .collect())
+        Ok(state_counts(rows))
     }
 }
