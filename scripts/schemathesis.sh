@@ -14,6 +14,17 @@ cd "$(dirname "$0")/.."
 bin="${1:-target/debug/autoscaler}"
 python3 -c 'import schemathesis' 2>/dev/null || python3 -m pip install --quiet schemathesis >&2
 
+# Scale targets are checked live when attached: point the server's AWS at moto
+# (started here when AWS_ENDPOINT_URL is not set) with throwaway credentials, so a
+# PUT of a made-up group is a fast 400 rather than a wait on the real AWS.
+moto_pid=""
+if [ -z "${AWS_ENDPOINT_URL:-}" ]; then
+    moto_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    moto_pid=$(bash scripts/moto.sh "$moto_port")
+    export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
+fi
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
@@ -21,7 +32,7 @@ DATABASE_URL="sqlite://$work/st.db" JWT_SECRET_KEY="schemathesis-secret-01234567
     HOST=127.0.0.1 PORT="$port" LOG_DIR="$work/logs" RUST_LOG=warn \
     LOGIN_ATTEMPTS_PER_WINDOW=10000 "$bin" >"$work/server.log" 2>&1 &
 server=$!
-trap 'status=$?; kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; [ $status -eq 0 ] || cat "$work/server.log" >&2; rm -rf "$work"' EXIT
+trap 'status=$?; kill $server ${moto_pid} 2>/dev/null || true; wait $server 2>/dev/null || true; [ $status -eq 0 ] || cat "$work/server.log" >&2; rm -rf "$work"' EXIT
 
 for _ in $(seq 1 300); do
     curl -fsS "$base/api/" >/dev/null 2>&1 && break

@@ -237,7 +237,8 @@ impl TargetSpec {
         {
             return Err(format!("{unknown} is not a field of a {kind} target"));
         }
-        let sizing = match (obj.get("capacities"), obj.get("base_capacity")) {
+        let present = |field: &str| obj.get(field).filter(|v| !v.is_null());
+        let sizing = match (present("capacities"), present("base_capacity")) {
             (Some(_), Some(_)) | (None, None) => {
                 return Err("Give exactly one of capacities and base_capacity".to_owned());
             }

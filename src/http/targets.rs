@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
@@ -17,6 +17,7 @@ use super::page::{LimitQuery, parse_limit};
 use super::route::{ApiRouter, Endpoints};
 use super::{ApiError, AppState};
 use crate::actuate::reconcile::ActuationRecord;
+use crate::actuate::target::{OnDrift, TargetMode, Workload};
 use crate::actuate::{ActuationEvent, CloudError, Failure, TargetSpec, TargetState};
 use crate::policy::Policy;
 use crate::store::ScaleTarget;
@@ -105,6 +106,51 @@ fn response(instance_id: String, t: ScaleTarget) -> TargetResponse {
     }
 }
 
+/// A scale target to attach, as the PUT reads it (the document's description of it).
+#[derive(Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[allow(dead_code)] // Only its documentation is used.
+pub enum TargetRequest {
+    /// An AWS Auto Scaling group tagged `autoscaler:managed=true`.
+    AwsAsg {
+        #[schema(example = "web")]
+        group_name: String,
+        #[schema(example = "us-east-1")]
+        region: String,
+        #[serde(flatten)]
+        sizing: TargetSizing,
+    },
+    /// A Kubernetes workload annotated `autoscaler/managed: "true"`.
+    Kubernetes {
+        #[schema(example = "default")]
+        namespace: String,
+        #[schema(example = "web")]
+        name: String,
+        /// `deployments` (the default) or `statefulsets`.
+        resource: Option<Workload>,
+        #[serde(flatten)]
+        sizing: TargetSizing,
+    },
+}
+
+/// How levels map to capacity (exactly one of `capacities` and `base_capacity`),
+/// and what the target does.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)] // Only its documentation is used.
+pub struct TargetSizing {
+    /// The capacity of level 1, 2, ...: whole numbers, never decreasing, one per
+    /// level up to the policy's `max_level`.
+    #[schema(example = json!([2, 3, 5, 7, 11, 17, 26, 39, 59, 89]))]
+    capacities: Option<Vec<i32>>,
+    /// Level L gets ceil(base × 1.5^(L−1)).
+    #[schema(minimum = 1, example = 2)]
+    base_capacity: Option<i32>,
+    /// `adopt` (default): an outside change becomes the level; `enforce`: it is written back.
+    on_drift: Option<OnDrift>,
+    /// `apply` (default) writes; `observe` records what it would write.
+    mode: Option<TargetMode>,
+}
+
 /// What a live check's failure means for the client.
 fn refused(e: CloudError) -> ApiError {
     match e.failure {
@@ -126,7 +172,7 @@ fn refused(e: CloudError) -> ApiError {
 #[utoipa::path(put, path = "/api/instances/{instance_id}/target", tag = "targets",
     security(("bearer" = [])),
     params(("instance_id" = String, Path, description = "The instance's id")),
-    request_body(content = Object, description = "An Auto Scaling group or a Kubernetes workload, with `capacities` or `base_capacity`",
+    request_body(content = TargetRequest, description = "An Auto Scaling group or a Kubernetes workload, with `capacities` or `base_capacity`",
         example = json!({"kind": "aws_asg", "group_name": "web", "region": "us-east-1", "base_capacity": 2})),
     responses(
         (status = 200, description = "The target, pending its first pass", body = TargetResponse),
