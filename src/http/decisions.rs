@@ -17,7 +17,7 @@ use super::instances::owned_instance;
 use super::page::{ListQuery, Pagination, paging_from};
 use super::route::{ApiRouter, Endpoints};
 use super::{ApiError, AppState};
-use crate::model::DecisionRecord;
+use crate::model::{Decision, DecisionRecord};
 
 pub(super) fn routes() -> ApiRouter {
     ApiRouter::new().endpoints(routes!(list_decisions))
@@ -45,8 +45,7 @@ pub struct DecisionView<'a> {
     #[schema(example = 1024000)]
     pub network_out: Option<i64>,
     /// `scale_up`, `scale_down` or `no_action`.
-    #[schema(example = "scale_up")]
-    pub decision: String,
+    pub decision: Decision,
     #[schema(
         example = "Sustained scale up: CPU > 90% for 85.0% of last 5 minutes (Current: 92.50%)"
     )]

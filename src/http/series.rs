@@ -16,6 +16,7 @@ use super::instances::owned_instance;
 use super::route::{ApiRouter, Endpoints};
 use super::{ApiError, AppState};
 use crate::scaling::capacity_for_level;
+use crate::scaling::Decision;
 use crate::store::{SeriesBucket, SeriesDecision};
 
 pub(super) fn routes() -> ApiRouter {
@@ -165,8 +166,7 @@ pub struct SeriesDecisionView {
     #[schema(value_type = String, format = DateTime)]
     pub timestamp: DateTime<Utc>,
     /// `scale_up` or `scale_down`.
-    #[schema(example = "scale_up")]
-    pub decision: String,
+    pub decision: Decision,
     #[schema(
         example = "Sustained scale up: CPU > 90% for 85.0% of last 5 minutes (Current: 92.50%)"
     )]
@@ -212,10 +212,6 @@ pub struct SeriesResponse {
     pub levels: Vec<LevelPoint>,
 }
 
-fn is_action(d: &SeriesDecision) -> bool {
-    matches!(d.decision.as_str(), "scale_up" | "scale_down")
-}
-
 /// The level path: `start` at `from`, then the level after each action that
 /// changed it. Decision rows are written in the same transaction as the level
 /// change they record, so they are the level's history.
@@ -233,7 +229,7 @@ pub fn level_path(
         .chain(
             decisions
                 .iter()
-                .filter(|d| is_action(d) && d.level_after != d.level_before)
+                .filter(|d| d.decision.is_action() && d.level_after != d.level_before)
                 .map(|d| point(d.timestamp, d.level_after)),
         )
         .collect()
@@ -277,7 +273,7 @@ pub async fn metric_series(
         points: buckets.into_iter().map(Into::into).collect(),
         decisions: decisions
             .into_iter()
-            .filter(is_action)
+            .filter(|d| d.decision.is_action())
             .map(|d| SeriesDecisionView {
                 id: d.id,
                 timestamp: d.timestamp,
@@ -388,7 +384,7 @@ mod tests {
         let decision = |ts: &str, decision: &str, before, after| SeriesDecision {
             id: Uuid::nil(),
             timestamp: at(ts),
-            decision: decision.into(),
+            decision: Decision::parse(decision).unwrap(),
             reason: String::new(),
             level_before: before,
             level_after: after,

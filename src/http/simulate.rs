@@ -15,7 +15,7 @@ use super::extract::{ApiJson, AuthUser};
 use super::instances::owned_instance;
 use super::route::{ApiRouter, Endpoints};
 use super::{ApiError, AppState};
-use crate::model::{MetricSource, NewMetric};
+use crate::model::{NewMetric, SampleSource};
 
 pub(super) fn routes() -> ApiRouter {
     ApiRouter::new().endpoints(routes!(simulate))
@@ -166,7 +166,7 @@ impl Simulation {
                 memory_usage: self.memory,
                 network_in: self.network_in,
                 network_out: self.network_out,
-                source: MetricSource::Simulated,
+                source: SampleSource::Simulated,
             })
             .collect()
     }

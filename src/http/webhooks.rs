@@ -17,7 +17,7 @@ use super::page::{LimitQuery, parse_limit};
 use super::route::{ApiRouter, Endpoints};
 use super::{ApiError, AppState};
 use crate::events::{self, EventKind};
-use crate::model::{NewWebhook, Webhook, WebhookDelivery};
+use crate::model::{DeliveryStatus, NewWebhook, Webhook, WebhookDelivery};
 use crate::webhooks::{self, MAX_WEBHOOKS_PER_USER, ssrf};
 
 pub(super) fn routes() -> ApiRouter {
@@ -88,8 +88,7 @@ pub struct DeliveryView {
     #[schema(example = "scaling.scale_up")]
     pub event_type: String,
     pub decision_id: Option<Uuid>,
-    #[schema(example = "delivered")]
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     /// The HTTP status of the last attempt, if it got one.
     pub last_status: Option<i32>,

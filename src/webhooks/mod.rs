@@ -23,7 +23,7 @@ use sha2::Sha256;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{DeliveryAttempt, DueEvent};
+use crate::model::{DeliveryAttempt, DeliveryStatus, DueEvent};
 use crate::signals::{Signals, TickOutcome};
 use crate::store::{StoreResult, WebhookOutbox};
 
@@ -123,7 +123,7 @@ impl Deliverer {
             return DeliveryAttempt {
                 id: event.id,
                 attempt: event.attempt,
-                status: "delivered",
+                status: DeliveryStatus::Delivered,
                 last_status,
                 last_error,
                 next_attempt_at: now,
@@ -132,11 +132,11 @@ impl Deliverer {
         }
         let jitter = rand::rng().random_range(0.8..1.2);
         let (status, next) = match next_attempt_at(event.attempt, now, event.created_at, jitter) {
-            Some(next) => ("pending", next),
-            None => ("failed", now),
+            Some(next) => (DeliveryStatus::Pending, next),
+            None => (DeliveryStatus::Failed, now),
         };
         self.signals.record_webhook_delivery(match status {
-            "pending" => "retrying",
+            DeliveryStatus::Pending => "retrying",
             _ => "failed",
         });
         DeliveryAttempt {
@@ -213,9 +213,9 @@ pub async fn run_delivery_tick(
             .await;
         for o in &outcomes {
             match o.status {
-                "delivered" => report.delivered += 1,
-                "pending" => report.retrying += 1,
-                _ => report.failed += 1,
+                DeliveryStatus::Delivered => report.delivered += 1,
+                DeliveryStatus::Pending => report.retrying += 1,
+                DeliveryStatus::Failed => report.failed += 1,
             }
         }
         store.record_webhook_attempts(&outcomes).await?;

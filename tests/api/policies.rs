@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use autoscaler::jobs::run_scaling_tick;
-use autoscaler::model::{MetricSource, NewMetric};
+use autoscaler::model::{NewMetric, SampleSource};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -57,7 +57,7 @@ fn samples(
             memory_usage: Some(50.0),
             network_in: None,
             network_out: None,
-            source: MetricSource::Simulated,
+            source: SampleSource::Simulated,
         })
         .collect()
 }
@@ -287,7 +287,7 @@ on_both_databases! {
                     memory_usage: Some(if i % 13 == 0 { 60.0 } else { 15.0 }),
                     network_in: Some(1_000_000 + 1_000 * (i % 17)),
                     network_out: Some(500_000),
-                    source: MetricSource::Simulated,
+                    source: SampleSource::Simulated,
                 }
             })
             .collect();
