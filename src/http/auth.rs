@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::time::ApiTime;
 use super::error::{BodyErrors, ErrorBody, OnConflict};
 use super::extract::{ApiJson, AuthUser};
 use super::route::{ApiRouter, Endpoints};
@@ -208,9 +209,8 @@ pub struct MeResponse {
     pub user_id: Uuid,
     #[schema(example = "user@example.com")]
     pub email: String,
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime, example = "2026-01-22T05:16:25.123456Z")]
-    pub created_at: DateTime<Utc>,
+    pub created_at: ApiTime,
     #[schema(example = 5)]
     pub instance_count: i64,
     #[schema(example = 2)]
@@ -232,7 +232,7 @@ pub async fn me(
     Ok(Json(MeResponse {
         user_id: user.id,
         email: user.email,
-        created_at: user.created_at,
+        created_at: user.created_at.into(),
         instance_count: counts.instances,
         monitoring_count: counts.monitoring,
     }))

@@ -5,12 +5,12 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::time::ApiTime;
 use super::error::{ErrorBody, InstanceErrors};
 use super::extract::AuthUser;
 use super::instances::owned_instance;
@@ -33,9 +33,8 @@ pub struct DecisionView<'a> {
     /// The instance's id.
     #[schema(example = "mock-test-1")]
     pub instance_id: &'a str,
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime, example = "2026-01-22T05:21:00.123456Z")]
-    pub timestamp: DateTime<Utc>,
+    pub timestamp: ApiTime,
     #[schema(example = 92.5)]
     pub cpu_utilization: Option<f64>,
     #[schema(example = 68.3)]
@@ -66,7 +65,7 @@ impl<'a> DecisionView<'a> {
         DecisionView {
             id: d.id,
             instance_id,
-            timestamp: d.timestamp,
+            timestamp: d.timestamp.into(),
             cpu_utilization: d.cpu_utilization,
             memory_usage: d.memory_usage,
             network_in: d.network_in,

@@ -3,12 +3,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::time::ApiTime;
 use super::error::{BodyErrors, ErrorBody, InstanceErrors, OnConflict};
 use super::extract::{ApiJson, AuthUser};
 use super::route::{ApiRouter, Endpoints};
@@ -47,13 +47,11 @@ pub struct InstanceView {
     pub network_capacity: f64,
     #[schema(example = 1)]
     pub current_scale_level: i32,
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: DateTime<Utc>,
+    pub created_at: ApiTime,
     /// Timestamp of the newest collected sample.
-    #[serde(with = "super::time::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub last_collected_at: Option<DateTime<Utc>>,
+    pub last_collected_at: Option<ApiTime>,
     /// Why the last collection failed (e.g. no AWS credentials); null when it worked.
     pub last_collection_error: Option<String>,
     /// `enforce`, or `dry_run` when decisions only move the recommended level.
@@ -90,8 +88,8 @@ impl From<Instance> for InstanceView {
             memory_capacity: capacity,
             network_capacity: capacity,
             current_scale_level: i.scale_level,
-            created_at: i.created_at,
-            last_collected_at: i.last_collected_at,
+            created_at: i.created_at.into(),
+            last_collected_at: i.last_collected_at.map(ApiTime),
             last_collection_error: i.last_collection_error,
             policy_mode,
             recommended_scale_level,

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
+use super::time::ApiTime;
 use super::error::{ErrorBody, InstanceErrors};
 use super::extract::{ApiJson, AuthUser};
 use super::instances::owned_instance;
@@ -17,7 +18,7 @@ use super::route::{ApiRouter, Endpoints};
 use super::{ApiError, AppState};
 use crate::model::Instance;
 use crate::policy::{Policy, PolicyChange, PolicyPatch};
-use crate::scaling::Sample;
+use crate::scaling::{Decision, Sample};
 use crate::scaling::replay::{Replay, ReplayAction, ReplaySummary};
 
 pub(super) fn routes() -> ApiRouter {
@@ -235,9 +236,9 @@ pub struct BacktestResponse {
     #[schema(example = "mock-test-1")]
     pub instance_id: String,
     #[schema(value_type = String, format = DateTime)]
-    pub from: DateTime<Utc>,
+    pub from: ApiTime,
     #[schema(value_type = String, format = DateTime)]
-    pub to: DateTime<Utc>,
+    pub to: ApiTime,
     /// The scaling interval the replay ticks at, as live ticks do.
     #[schema(example = 15)]
     pub interval_seconds: i64,
@@ -251,8 +252,35 @@ pub struct BacktestResponse {
     /// The same replay under the instance's current policy.
     pub baseline: ReplaySummary,
     /// The candidate's actions, oldest first, at most 1,000.
-    pub actions: Vec<ReplayAction>,
+    pub actions: Vec<BacktestAction>,
     pub actions_truncated: bool,
+}
+
+/// One applied scale_up or scale_down of a backtest.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ReplayAction)]
+pub struct BacktestAction {
+    #[schema(value_type = String, format = DateTime)]
+    pub timestamp: ApiTime,
+    pub decision: Decision,
+    #[schema(
+        example = "Sustained scale up: CPU > 80% for 100.0% of last 5 minutes (Current: 93.00%)"
+    )]
+    pub reason: String,
+    pub level_before: i32,
+    pub level_after: i32,
+}
+
+impl From<ReplayAction> for BacktestAction {
+    fn from(a: ReplayAction) -> Self {
+        BacktestAction {
+            timestamp: a.timestamp.into(),
+            decision: a.decision,
+            reason: a.reason,
+            level_before: a.level_before,
+            level_after: a.level_after,
+        }
+    }
 }
 
 /// Replay a candidate policy over the instance's stored metrics, tick by tick as
@@ -332,14 +360,14 @@ pub async fn backtest(
     let baseline = reports.pop().unwrap_or_else(|| report.clone());
     Ok(Json(BacktestResponse {
         instance_id: instance.instance_id,
-        from: request.from,
-        to: request.to,
+        from: request.from.into(),
+        to: request.to.into(),
         interval_seconds: interval.num_seconds(),
         ticks: report.ticks,
         policy: candidate,
         summary: report.summary,
         baseline: baseline.summary,
-        actions: report.actions,
+        actions: report.actions.into_iter().map(Into::into).collect(),
         actions_truncated: report.actions_truncated,
     }))
 }

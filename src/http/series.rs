@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::time::ApiTime;
 use super::error::{ErrorBody, InstanceErrors};
 use super::extract::AuthUser;
 use super::instances::owned_instance;
@@ -123,9 +124,8 @@ impl SeriesQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SeriesPoint {
     /// Start of the bucket; buckets are `step` seconds wide, counted from `from`.
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime, example = "2026-01-22T04:00:00.000000Z")]
-    pub timestamp: DateTime<Utc>,
+    pub timestamp: ApiTime,
     #[schema(example = 2)]
     pub samples: i64,
     #[schema(example = 45.2)]
@@ -146,7 +146,7 @@ pub struct SeriesPoint {
 impl From<SeriesBucket> for SeriesPoint {
     fn from(b: SeriesBucket) -> Self {
         SeriesPoint {
-            timestamp: b.start,
+            timestamp: b.start.into(),
             samples: b.samples,
             cpu_avg: b.cpu_avg,
             cpu_max: b.cpu_max,
@@ -162,9 +162,8 @@ impl From<SeriesBucket> for SeriesPoint {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SeriesDecisionView {
     pub id: Uuid,
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime)]
-    pub timestamp: DateTime<Utc>,
+    pub timestamp: ApiTime,
     /// `scale_up` or `scale_down`.
     pub decision: Decision,
     #[schema(
@@ -180,9 +179,8 @@ pub struct SeriesDecisionView {
 /// The instance's level from a moment on.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LevelPoint {
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime)]
-    pub timestamp: DateTime<Utc>,
+    pub timestamp: ApiTime,
     #[schema(example = 2)]
     pub level: i32,
     /// 100 × 1.5^(level − 1), the capacity in percent of the base size.
@@ -195,12 +193,10 @@ pub struct LevelPoint {
 pub struct SeriesResponse {
     #[schema(example = "mock-test-1")]
     pub instance_id: String,
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime)]
-    pub from: DateTime<Utc>,
-    #[serde(with = "super::time")]
+    pub from: ApiTime,
     #[schema(value_type = String, format = DateTime)]
-    pub to: DateTime<Utc>,
+    pub to: ApiTime,
     /// Bucket width in seconds.
     #[schema(example = 30)]
     pub step: i64,
@@ -225,12 +221,12 @@ pub fn level_path(
         level,
         capacity: capacity_for_level(level),
     };
-    std::iter::once(point(from, start))
+    std::iter::once(point(from.into(), start))
         .chain(
             decisions
                 .iter()
                 .filter(|d| d.decision.is_action() && d.level_after != d.level_before)
-                .map(|d| point(d.timestamp, d.level_after)),
+                .map(|d| point(d.timestamp.into(), d.level_after)),
         )
         .collect()
 }
@@ -267,8 +263,8 @@ pub async fn metric_series(
     let levels = level_path(span.from, start, &decisions);
     Ok(Json(SeriesResponse {
         instance_id: instance.instance_id,
-        from: span.from,
-        to: span.to,
+        from: span.from.into(),
+        to: span.to.into(),
         step: span.step,
         points: buckets.into_iter().map(Into::into).collect(),
         decisions: decisions
@@ -276,7 +272,7 @@ pub async fn metric_series(
             .filter(|d| d.decision.is_action())
             .map(|d| SeriesDecisionView {
                 id: d.id,
-                timestamp: d.timestamp,
+                timestamp: d.timestamp.into(),
                 decision: d.decision,
                 reason: d.reason,
                 level_before: d.level_before,
@@ -400,7 +396,7 @@ mod tests {
         );
         let levels: Vec<(DateTime<Utc>, i32, f64)> = path
             .iter()
-            .map(|p| (p.timestamp, p.level, p.capacity))
+            .map(|p| (p.timestamp.0, p.level, p.capacity))
             .collect();
         assert_eq!(
             levels,

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::time::ApiTime;
 use super::error::{BodyErrors, ErrorBody, InstanceErrors};
 use super::extract::{ApiJson, AuthUser};
 use super::instances::owned_instance;
@@ -178,9 +179,8 @@ pub struct SimulatedMetricView {
     pub id: Uuid,
     #[schema(example = "mock-test-1")]
     pub instance_id: String,
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime)]
-    pub timestamp: DateTime<Utc>,
+    pub timestamp: ApiTime,
     pub cpu_utilization: f64,
     pub memory_usage: Option<f64>,
     pub network_in: Option<i64>,
@@ -213,9 +213,8 @@ pub struct SimulateProlongedResponse {
 /// One of the metrics a prolonged simulation created.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SampleMetricView {
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime)]
-    pub timestamp: DateTime<Utc>,
+    pub timestamp: ApiTime,
     #[schema(example = 95.0)]
     pub cpu_utilization: f64,
     #[schema(example = 50.0)]
@@ -261,7 +260,7 @@ pub async fn simulate(
                 metric: SimulatedMetricView {
                     id: m.id,
                     instance_id: instance.instance_id,
-                    timestamp: m.timestamp,
+                    timestamp: m.timestamp.into(),
                     cpu_utilization: m.cpu_utilization,
                     memory_usage: m.memory_usage,
                     network_in: m.network_in,
@@ -279,7 +278,7 @@ pub async fn simulate(
                     .iter()
                     .take(3)
                     .map(|m| SampleMetricView {
-                        timestamp: m.timestamp,
+                        timestamp: m.timestamp.into(),
                         cpu_utilization: m.cpu_utilization,
                         memory_usage: m.memory_usage,
                     })

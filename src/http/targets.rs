@@ -3,13 +3,14 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::time::ApiTime;
 use super::error::{BodyErrors, ErrorBody, InstanceErrors, OnConflict};
 use super::extract::{ApiJson, AuthUser};
 use super::instances::owned_instance;
@@ -50,9 +51,8 @@ pub struct TargetStatus {
     /// What it is asked to have (its desired capacity, `spec.replicas`).
     #[schema(example = 3)]
     pub observed_desired_capacity: Option<i32>,
-    #[serde(with = "super::time::option")]
     #[schema(value_type = Option<String>, format = DateTime, example = "2026-01-22T05:21:00.123456Z")]
-    pub observed_at: Option<DateTime<Utc>>,
+    pub observed_at: Option<ApiTime>,
     /// The group's MinSize and MaxSize (none for Kubernetes).
     #[schema(example = 1)]
     pub min_capacity: Option<i32>,
@@ -64,9 +64,8 @@ pub struct TargetStatus {
     pub message: Option<String>,
     /// Consecutive transient failures being retried.
     pub attempts: i32,
-    #[serde(with = "super::time::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<ApiTime>,
 }
 
 /// An instance's scale target.
@@ -94,13 +93,13 @@ fn response(instance_id: String, t: ScaleTarget) -> TargetResponse {
             applied_capacity: p.applied_capacity,
             observed_capacity: p.observed_capacity,
             observed_desired_capacity: p.observed_desired,
-            observed_at: p.observed_at,
+            observed_at: p.observed_at.map(ApiTime),
             min_capacity: p.min_capacity,
             max_capacity: p.max_capacity,
             limited: p.limited,
             message: p.message,
             attempts: p.attempts,
-            next_attempt_at: p.next_attempt_at,
+            next_attempt_at: p.next_attempt_at.map(ApiTime),
         },
     }
 }
@@ -219,9 +218,8 @@ pub async fn delete_target(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ActuationView {
     pub id: Uuid,
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime, example = "2026-01-22T05:21:00.123456Z")]
-    pub timestamp: DateTime<Utc>,
+    pub timestamp: ApiTime,
     #[schema(example = "applied")]
     pub event: ActuationEvent,
     #[schema(example = 3)]
@@ -236,7 +234,7 @@ impl From<ActuationRecord> for ActuationView {
     fn from(r: ActuationRecord) -> Self {
         ActuationView {
             id: r.id,
-            timestamp: r.at,
+            timestamp: r.at.into(),
             event: r.event,
             desired_capacity: r.desired_capacity,
             observed_capacity: r.observed_capacity,

@@ -4,12 +4,13 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::time::ApiTime;
 use super::error::ErrorBody;
 use super::extract::{ApiJson, AuthUser};
 use super::instances::MessageResponse;
@@ -56,9 +57,8 @@ pub struct WebhookView {
     pub url: String,
     pub events: Vec<String>,
     pub description: Option<String>,
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: DateTime<Utc>,
+    pub created_at: ApiTime,
 }
 
 /// A webhook just created, with the secret its deliveries are signed with: shown
@@ -95,12 +95,11 @@ pub struct DeliveryView {
     /// Why the last attempt got no response.
     pub last_error: Option<String>,
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub next_attempt_at: Option<String>,
+    pub next_attempt_at: Option<ApiTime>,
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub delivered_at: Option<String>,
-    #[serde(with = "super::time")]
+    pub delivered_at: Option<ApiTime>,
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: DateTime<Utc>,
+    pub created_at: ApiTime,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -122,13 +121,9 @@ impl From<Webhook> for WebhookView {
             url: w.url,
             events: w.events,
             description: w.description,
-            created_at: w.created_at,
+            created_at: w.created_at.into(),
         }
     }
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 impl From<WebhookDelivery> for DeliveryView {
@@ -141,9 +136,9 @@ impl From<WebhookDelivery> for DeliveryView {
             attempts: d.attempts,
             last_status: d.last_status,
             last_error: d.last_error,
-            next_attempt_at: d.next_attempt_at.map(rfc3339),
-            delivered_at: d.delivered_at.map(rfc3339),
-            created_at: d.created_at,
+            next_attempt_at: d.next_attempt_at.map(ApiTime),
+            delivered_at: d.delivered_at.map(ApiTime),
+            created_at: d.created_at.into(),
         }
     }
 }
