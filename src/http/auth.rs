@@ -11,10 +11,10 @@ use utoipa::ToSchema;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::time::ApiTime;
 use super::error::{BodyErrors, ErrorBody, OnConflict};
 use super::extract::{ApiJson, AuthUser};
 use super::route::{ApiRouter, Endpoints};
+use super::time::ApiTime;
 use super::{ApiError, AppState};
 use crate::auth;
 
@@ -57,7 +57,7 @@ impl CredentialsRequest {
                     password,
                 })
             }
-            _ => Err(ApiError::bad_request("Email and password are required")),
+            _ => Err(ApiError::credentials_required()),
         }
     }
 
@@ -65,18 +65,14 @@ impl CredentialsRequest {
     pub fn for_registration(self) -> Result<Credentials, ApiError> {
         let creds = self.require()?;
         if !is_email(&creds.email) {
-            return Err(ApiError::bad_request("Email must be a valid email address"));
+            return Err(ApiError::bad_email());
         }
         let chars = creds.password.chars().count();
         if chars < 8 {
-            return Err(ApiError::bad_request(
-                "Password must be at least 8 characters long",
-            ));
+            return Err(ApiError::password_too_short());
         }
         if creds.password.len() > MAX_PASSWORD_LEN {
-            return Err(ApiError::bad_request(
-                "Password must be at most 1024 bytes long",
-            ));
+            return Err(ApiError::password_too_long());
         }
         Ok(creds)
     }
@@ -169,34 +165,16 @@ pub async fn login(
 ) -> Result<Json<LoginResponse>, ApiError> {
     let Credentials { email, password } = body.require()?;
     let address = client.map(|Extension(ConnectInfo(addr))| addr.ip());
-    let limiter = state.login_limiter;
-    if let Some(retry_after) = limiter
-        .retry_after(state.store.as_ref(), &email, address, Utc::now())
-        .await?
-    {
-        return Err(ApiError::TooManyRequests { retry_after });
-    }
-
-    let user = state.store.user_by_email(&email).await?;
-    let stored = user.as_ref().map(|u| u.password_hash.expose().to_owned());
-    // Unknown emails are checked against a fallback hash: same cost, same answer.
-    let ok = auth::verify_password(password, stored)
-        .await
-        .map_err(ApiError::Internal)?;
-    let user = match (ok, user) {
-        (true, Some(user)) => user,
-        _ => {
-            limiter
-                .record_failure(state.store.as_ref(), &email, address, Utc::now())
-                .await?;
-            return Err(ApiError::invalid_credentials());
-        }
-    };
-    limiter.reset(state.store.as_ref(), &email).await?;
-    let token = state
-        .keys
-        .issue(user.id, Utc::now())
-        .map_err(ApiError::Internal)?;
+    let token = auth::login(
+        state.store.as_ref(),
+        &state.login_limiter,
+        &state.keys,
+        &email,
+        password,
+        address,
+        Utc::now(),
+    )
+    .await?;
     Ok(Json(LoginResponse {
         message: "Login successful",
         token,

@@ -8,10 +8,10 @@ use utoipa::ToSchema;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::time::ApiTime;
 use super::error::{BodyErrors, ErrorBody, InstanceErrors, OnConflict};
 use super::extract::{ApiJson, AuthUser};
 use super::route::{ApiRouter, Endpoints};
+use super::time::ApiTime;
 use super::{ApiError, AppState};
 use crate::actuate::TargetState;
 use crate::model::Instance;
@@ -197,8 +197,7 @@ fn is_path_safe(s: &str) -> bool {
 impl RegisterInstanceRequest {
     /// Validates the request into the instance to store for `user`.
     pub fn validate(self, user: Uuid) -> Result<NewInstance, ApiError> {
-        let required =
-            || ApiError::bad_request("instance_id, instance_type, and region are required");
+        let required = || ApiError::instance_fields_required();
         // Blank counts as missing; otherwise values are taken as sent, not trimmed:
         // the OpenAPI document's patterns describe them exactly, so what it calls
         // invalid is refused.
@@ -208,36 +207,24 @@ impl RegisterInstanceRequest {
         let region = field(self.region).ok_or_else(required)?;
         let is_mock = self.is_mock.unwrap_or(false);
         if instance_type.len() > 64 || region.len() > 64 {
-            return Err(ApiError::bad_request(
-                "instance_type and region must be at most 64 characters",
-            ));
+            return Err(ApiError::instance_fields_too_long());
         }
         if !is_path_safe(&instance_type) {
-            return Err(ApiError::bad_request(
-                "instance_type must be letters, digits, '-', '_' or '.' (such as t2.micro)",
-            ));
+            return Err(ApiError::bad_instance_type());
         }
         if is_mock {
             if !is_path_safe(&instance_id) {
-                return Err(ApiError::bad_request(
-                    "instance_id must be 1-128 characters of letters, digits, '-', '_' or '.'",
-                ));
+                return Err(ApiError::bad_mock_instance_id());
             }
             if !is_path_safe(&region) {
-                return Err(ApiError::bad_request(
-                    "region must be letters, digits, '-', '_' or '.' (such as mock)",
-                ));
+                return Err(ApiError::bad_mock_region());
             }
         } else {
             if !is_ec2_id(&instance_id) {
-                return Err(ApiError::bad_request(
-                    "instance_id must be an EC2 instance id: 'i-' followed by 8 or 17 hex digits (use \"is_mock\": true for a mock instance)",
-                ));
+                return Err(ApiError::bad_ec2_instance_id());
             }
             if !is_aws_region(&region) {
-                return Err(ApiError::bad_request(
-                    "region must be an AWS region name such as us-east-1",
-                ));
+                return Err(ApiError::bad_aws_region());
             }
         }
         Ok(NewInstance {
@@ -292,7 +279,11 @@ pub async fn register_instance(
         .store
         .create_instance(&new)
         .await
-        .on_conflict(ApiError::instance_already_registered)?;
+        // Gone: the token's user was deleted meanwhile.
+        .on_refusals(
+            ApiError::instance_already_registered,
+            ApiError::invalid_token,
+        )?;
     tracing::info!(instance = %instance.instance_id, user = %user.id, "instance registered");
     Ok((
         StatusCode::CREATED,
@@ -463,9 +454,7 @@ pub async fn delete_instance(
                 message: "Instance deleted successfully",
             }))
         }
-        Deletion::Monitoring => Err(ApiError::bad_request(
-            "Cannot delete instance while monitoring is active. Please stop monitoring first.",
-        )),
+        Deletion::Monitoring => Err(ApiError::delete_while_monitoring()),
         Deletion::NotFound => Err(ApiError::instance_not_found()),
     }
 }

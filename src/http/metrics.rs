@@ -9,12 +9,12 @@ use utoipa::ToSchema;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::time::ApiTime;
 use super::error::{ErrorBody, InstanceErrors};
 use super::extract::AuthToken;
 use super::instances::owned_instance;
 use super::page::{ListQuery, Pagination, paging_from};
 use super::route::{ApiRouter, Endpoints};
+use super::time::ApiTime;
 use super::{ApiError, AppState};
 use crate::model::{Metric, OutlierType};
 use crate::store::Owned;

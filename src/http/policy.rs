@@ -4,31 +4,28 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use chrono::{DateTime, TimeDelta, Utc};
-use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use super::time::ApiTime;
 use super::error::{ErrorBody, InstanceErrors};
 use super::extract::{ApiJson, AuthUser};
 use super::instances::owned_instance;
 use super::route::{ApiRouter, Endpoints};
+use super::time::ApiTime;
 use super::{ApiError, AppState};
+use crate::backtest::{Backtest, BacktestReport};
 use crate::model::Instance;
 use crate::policy::{Policy, PolicyChange, PolicyPatch};
-use crate::scaling::{Decision, Sample};
-use crate::scaling::replay::{Replay, ReplayAction, ReplaySummary};
+use crate::scaling::Decision;
+use crate::scaling::replay::{ReplayAction, ReplaySummary};
 
 pub(super) fn routes() -> ApiRouter {
     ApiRouter::new()
         .endpoints(routes!(get_policy, put_policy, reset_policy))
         .endpoints(routes!(backtest))
 }
-
-/// Samples handed to the replay threads at a time.
-const REPLAY_CHUNK: usize = 2048;
 
 /// Longest span a backtest replays.
 pub const MAX_BACKTEST_SPAN: TimeDelta = TimeDelta::days(90);
@@ -179,11 +176,7 @@ fn time_field(body: &Map<String, Value>, name: &str) -> Result<Option<DateTime<U
             .as_str()
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
             .map(|t| Some(t.with_timezone(&Utc)))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "{name} must be an RFC 3339 time such as 2026-01-22T05:00:00Z"
-                ))
-            }),
+            .ok_or_else(|| ApiError::bad_backtest_time(name)),
     }
 }
 
@@ -191,12 +184,10 @@ impl BacktestRequest {
     /// Reads a backtest body; `now` fills in a missing `to`.
     pub fn parse(body: &Value, now: DateTime<Utc>) -> Result<Self, ApiError> {
         let Value::Object(body) = body else {
-            return Err(ApiError::bad_request("The body must be a JSON object"));
+            return Err(ApiError::body_must_be_object());
         };
         if let Some(unknown) = body.keys().find(|k| !BACKTEST_FIELDS.contains(&k.as_str())) {
-            return Err(ApiError::bad_request(format!(
-                "unknown backtest field {unknown}"
-            )));
+            return Err(ApiError::unknown_backtest_field(unknown));
         }
         let patch = match body.get("policy") {
             None | Some(Value::Null) => None,
@@ -216,9 +207,7 @@ impl BacktestRequest {
                 v.as_i64()
                     .filter(|l| (1..=50).contains(l))
                     .map(|l| l as i32)
-                    .ok_or_else(|| {
-                        ApiError::bad_request("start_level must be an integer between 1 and 50")
-                    })?,
+                    .ok_or_else(ApiError::bad_start_level)?,
             ),
         };
         Ok(BacktestRequest {
@@ -311,53 +300,21 @@ pub async fn backtest(
     };
     let interval = TimeDelta::from_std(state.settings.scaling_interval)
         .map_err(|e| ApiError::Internal(e.into()))?;
-    let replay = |policy: &Policy| {
-        let start = request.start_level.unwrap_or(policy.min_level);
-        Replay::new(policy.clone(), start, request.from, request.to, interval)
+    let backtest = Backtest {
+        baseline: current,
+        candidate: candidate.clone(),
+        from: request.from,
+        to: request.to,
+        interval,
+        start_level: request.start_level,
     };
-    // The two replays run on blocking threads, fed in chunks as the history streams
-    // in: the read and both replays overlap, and memory stays at the window plus a
-    // few chunks whatever the span.
-    let same = candidate == current;
-    let mut feeds = Vec::new();
-    let mut runs = Vec::new();
-    for policy in if same {
-        vec![&candidate]
-    } else {
-        vec![&candidate, &current]
-    } {
-        let (feed, mut chunks) = tokio::sync::mpsc::channel::<std::sync::Arc<[Sample]>>(4);
-        let mut run = replay(policy);
-        feeds.push(feed);
-        runs.push(tokio::task::spawn_blocking(move || {
-            while let Some(chunk) = chunks.blocking_recv() {
-                for sample in chunk.iter() {
-                    run.push(*sample);
-                }
-            }
-            run.finish()
-        }));
-    }
-    let lead = candidate.window.max(current.window);
-    let mut samples = state
+    let history = state
         .store
-        .history(instance.id, request.from - lead, request.to)
-        .chunks(REPLAY_CHUNK);
-    while let Some(chunk) = samples.next().await {
-        let chunk: std::sync::Arc<[Sample]> = chunk.into_iter().collect::<Result<_, _>>()?;
-        for feed in &feeds {
-            // A replay thread only stops early by panicking; the join below says so.
-            let _ = feed.send(chunk.clone()).await;
-        }
-    }
-    drop(samples);
-    drop(feeds);
-    let mut reports = Vec::new();
-    for run in runs {
-        reports.push(run.await.map_err(|e| ApiError::Internal(e.into()))?);
-    }
-    let report = reports.swap_remove(0);
-    let baseline = reports.pop().unwrap_or_else(|| report.clone());
+        .history(instance.id, backtest.since(), request.to);
+    let BacktestReport {
+        candidate: report,
+        baseline,
+    } = backtest.run(history).await?;
     Ok(Json(BacktestResponse {
         instance_id: instance.instance_id,
         from: request.from.into(),
@@ -366,7 +323,7 @@ pub async fn backtest(
         ticks: report.ticks,
         policy: candidate,
         summary: report.summary,
-        baseline: baseline.summary,
+        baseline,
         actions: report.actions.into_iter().map(Into::into).collect(),
         actions_truncated: report.actions_truncated,
     }))

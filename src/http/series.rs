@@ -10,14 +10,14 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::time::ApiTime;
 use super::error::{ErrorBody, InstanceErrors};
 use super::extract::AuthUser;
 use super::instances::owned_instance;
 use super::route::{ApiRouter, Endpoints};
+use super::time::ApiTime;
 use super::{ApiError, AppState};
-use crate::scaling::capacity_for_level;
 use crate::scaling::Decision;
+use crate::scaling::capacity_for_level;
 use crate::store::{SeriesBucket, SeriesDecision};
 
 pub(super) fn routes() -> ApiRouter {
@@ -62,11 +62,7 @@ fn timestamp(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
     // A `+` offset sent unescaped in a query string arrives as a space.
     DateTime::parse_from_rfc3339(&raw.trim().replace(' ', "+"))
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            ApiError::bad_request(format!(
-                "{name} must be an RFC 3339 timestamp such as 2026-01-22T05:00:00Z"
-            ))
-        })
+        .map_err(|_| ApiError::bad_series_time(name))
 }
 
 impl SeriesQuery {
@@ -96,17 +92,11 @@ impl SeriesQuery {
                     .parse::<i64>()
                     .ok()
                     .filter(|s| (1..=max_step).contains(s))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!(
-                            "step must be a whole number of seconds between 1 and {max_step}"
-                        ))
-                    })?;
+                    .ok_or_else(|| ApiError::bad_step(max_step))?;
                 if buckets(step) > MAX_BUCKETS {
                     let needed =
                         (span_micros + MAX_BUCKETS * 1_000_000 - 1) / (MAX_BUCKETS * 1_000_000);
-                    return Err(ApiError::bad_request(format!(
-                        "step must give at most {MAX_BUCKETS} buckets: this span needs a step of at least {needed} seconds"
-                    )));
+                    return Err(ApiError::too_many_buckets(MAX_BUCKETS, needed));
                 }
                 step
             }
@@ -248,8 +238,7 @@ pub async fn metric_series(
     Path(instance_id): Path<String>,
     query: Result<Query<SeriesQuery>, QueryRejection>,
 ) -> Result<Json<SeriesResponse>, ApiError> {
-    let Query(query) = query
-        .map_err(|_| ApiError::bad_request("from, to and step may each be given only once"))?;
+    let Query(query) = query.map_err(|_| ApiError::repeated_series_param())?;
     let sampling = state.settings.metrics_interval.as_secs() as i64;
     let span = query.validate(Utc::now(), sampling)?;
     let instance = owned_instance(&state, user.id, &instance_id).await?;

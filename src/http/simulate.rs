@@ -10,11 +10,11 @@ use utoipa::ToSchema;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::time::ApiTime;
 use super::error::{BodyErrors, ErrorBody, InstanceErrors};
 use super::extract::{ApiJson, AuthUser};
 use super::instances::owned_instance;
 use super::route::{ApiRouter, Endpoints};
+use super::time::ApiTime;
 use super::{ApiError, AppState};
 use crate::model::{NewMetric, SampleSource};
 
@@ -72,18 +72,18 @@ pub struct Simulation {
 
 fn percent(name: &str, v: Option<f64>) -> Result<Option<f64>, ApiError> {
     match v {
-        Some(x) if !x.is_finite() || !(0.0..=100.0).contains(&x) => Err(ApiError::bad_request(
-            format!("{name} must be a number between 0 and 100"),
-        )),
+        Some(x) if !x.is_finite() || !(0.0..=100.0).contains(&x) => {
+            Err(ApiError::bad_percentage(name))
+        }
         other => Ok(other),
     }
 }
 
 fn bytes(name: &str, v: Option<f64>) -> Result<Option<i64>, ApiError> {
     match v {
-        Some(x) if !x.is_finite() || !(0.0..=9.0e15).contains(&x) => Err(ApiError::bad_request(
-            format!("{name} must be a number of bytes, 0 or more"),
-        )),
+        Some(x) if !x.is_finite() || !(0.0..=9.0e15).contains(&x) => {
+            Err(ApiError::bad_byte_count(name))
+        }
         other => Ok(other.map(|x| x.round() as i64)),
     }
 }
@@ -99,9 +99,7 @@ impl SimulateRequest {
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty());
         let (Some(instance_id), Some(_)) = (instance_id, self.cpu_utilization) else {
-            return Err(ApiError::bad_request(
-                "instance_id and cpu_utilization are required",
-            ));
+            return Err(ApiError::simulation_fields_required());
         };
         let cpu = percent("cpu_utilization", self.cpu_utilization)?.unwrap_or_default();
         let memory = percent("memory_usage", self.memory_usage)?;
@@ -110,31 +108,21 @@ impl SimulateRequest {
         let series = match (self.duration_minutes, self.interval_seconds) {
             (None, None) => None,
             (None, Some(_)) => {
-                return Err(ApiError::bad_request(
-                    "duration_minutes is required with interval_seconds",
-                ));
+                return Err(ApiError::duration_required());
             }
             (Some(d), interval) => {
-                let duration = whole(d).filter(|d| (1..=1440).contains(d)).ok_or_else(|| {
-                    ApiError::bad_request(
-                        "duration_minutes must be a whole number between 1 and 1440",
-                    )
-                })?;
+                let duration = whole(d)
+                    .filter(|d| (1..=1440).contains(d))
+                    .ok_or_else(ApiError::bad_duration)?;
                 let interval = whole(interval.unwrap_or(30.0))
                     .filter(|i| *i >= 1)
-                    .ok_or_else(|| {
-                        ApiError::bad_request("interval_seconds must be a whole number, at least 1")
-                    })?;
+                    .ok_or_else(ApiError::bad_interval)?;
                 let points = duration * 60 / interval;
                 if points < 1 {
-                    return Err(ApiError::bad_request(
-                        "interval_seconds must not exceed duration_minutes × 60",
-                    ));
+                    return Err(ApiError::interval_over_duration());
                 }
                 if points > MAX_SIMULATED_POINTS {
-                    return Err(ApiError::bad_request(format!(
-                        "A simulation creates at most {MAX_SIMULATED_POINTS} metrics (duration_minutes × 60 / interval_seconds); raise interval_seconds"
-                    )));
+                    return Err(ApiError::too_many_points(MAX_SIMULATED_POINTS));
                 }
                 Some((duration, interval, points))
             }

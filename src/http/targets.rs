@@ -10,12 +10,12 @@ use utoipa::ToSchema;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::time::ApiTime;
 use super::error::{BodyErrors, ErrorBody, InstanceErrors, OnConflict};
 use super::extract::{ApiJson, AuthUser};
 use super::instances::owned_instance;
 use super::page::{LimitQuery, parse_limit};
 use super::route::{ApiRouter, Endpoints};
+use super::time::ApiTime;
 use super::{ApiError, AppState};
 use crate::actuate::reconcile::ActuationRecord;
 use crate::actuate::{ActuationEvent, CloudError, Failure, TargetSpec, TargetState};
@@ -108,13 +108,11 @@ fn response(instance_id: String, t: ScaleTarget) -> TargetResponse {
 fn refused(e: CloudError) -> ApiError {
     match e.failure {
         Failure::NotFound | Failure::Invalid | Failure::NotConfigured => {
-            ApiError::bad_request(e.message)
+            ApiError::cloud_rejected(e.message)
         }
-        Failure::Denied => {
-            ApiError::BadGateway(format!("The cloud refused our credentials: {}", e.message))
-        }
+        Failure::Denied => ApiError::cloud_denied(&e.message),
         Failure::Throttled | Failure::Unavailable | Failure::Contention | Failure::Busy => {
-            ApiError::BadGateway(format!("The cloud API could not be reached: {}", e.message))
+            ApiError::cloud_unreachable(&e.message)
         }
     }
 }
@@ -143,11 +141,11 @@ pub async fn put_target(
 ) -> Result<Json<TargetResponse>, ApiError> {
     let instance = owned_instance(&state, user.id, &instance_id).await?;
     let policy = Policy::resolve(&state.settings.policy, instance.policy.as_ref());
-    let spec = TargetSpec::parse(&body, policy.max_level).map_err(ApiError::bad_request)?;
+    let spec = TargetSpec::parse(&body, policy.max_level).map_err(ApiError::bad_target)?;
     let cloud = state.clouds.of(spec.target.kind()).map_err(refused)?;
     let observed = cloud.observe_one(&spec.target).await.map_err(refused)?;
     if let Some(why) = observed.refusal(&spec.target, &user.email) {
-        return Err(ApiError::bad_request(why));
+        return Err(ApiError::bad_target(why));
     }
     cloud
         .verify(&spec.target, &observed)

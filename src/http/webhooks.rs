@@ -10,12 +10,12 @@ use utoipa::ToSchema;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::time::ApiTime;
-use super::error::ErrorBody;
+use super::error::{ErrorBody, OnConflict};
 use super::extract::{ApiJson, AuthUser};
 use super::instances::MessageResponse;
 use super::page::{LimitQuery, parse_limit};
 use super::route::{ApiRouter, Endpoints};
+use super::time::ApiTime;
 use super::{ApiError, AppState};
 use crate::events::{self, EventKind};
 use crate::model::{DeliveryStatus, NewWebhook, Webhook, WebhookDelivery};
@@ -147,11 +147,7 @@ impl From<WebhookDelivery> for DeliveryView {
 fn parse_events(events: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
     let events =
         events.unwrap_or_else(|| EventKind::DEFAULT.map(|k| k.as_str().to_owned()).to_vec());
-    let bad = || {
-        ApiError::bad_request(
-            "events must be a non-empty list of scale_up, scale_down, actuation_applied, actuation_failed, actuation_drift",
-        )
-    };
+    let bad = || ApiError::bad_events();
     if events.is_empty() {
         return Err(bad());
     }
@@ -197,11 +193,9 @@ pub async fn create_webhook(
         .url
         .map(|u| u.trim().to_owned())
         .filter(|u| !u.is_empty())
-        .ok_or_else(|| ApiError::bad_request("url is required"))?;
+        .ok_or_else(ApiError::url_required)?;
     if url.len() > MAX_URL_LEN {
-        return Err(ApiError::bad_request(format!(
-            "url must be at most {MAX_URL_LEN} characters"
-        )));
+        return Err(ApiError::url_too_long(MAX_URL_LEN));
     }
     let events = parse_events(body.events)?;
     let description = body
@@ -212,13 +206,11 @@ pub async fn create_webhook(
         .as_ref()
         .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_LEN)
     {
-        return Err(ApiError::bad_request(format!(
-            "description must be at most {MAX_DESCRIPTION_LEN} characters"
-        )));
+        return Err(ApiError::description_too_long(MAX_DESCRIPTION_LEN));
     }
     let url = ssrf::check_url(&url, state.settings.webhook_allow_private_networks)
         .await
-        .map_err(ApiError::BadRequest)?;
+        .map_err(ApiError::bad_webhook_url)?;
     let new = NewWebhook {
         user_id: user.id,
         url: url.to_string(),
@@ -229,12 +221,10 @@ pub async fn create_webhook(
     let created = state
         .store
         .create_webhook(&new, MAX_WEBHOOKS_PER_USER)
-        .await?
-        .ok_or_else(|| {
-            ApiError::Conflict(format!(
-                "A user can have at most {MAX_WEBHOOKS_PER_USER} webhooks; delete one first"
-            ))
-        })?;
+        .await
+        // Gone: the token's user was deleted meanwhile.
+        .on_gone(ApiError::invalid_token)?
+        .ok_or_else(|| ApiError::too_many_webhooks(MAX_WEBHOOKS_PER_USER))?;
     let secret = created.secret.expose().to_owned();
     Ok((
         StatusCode::CREATED,
@@ -332,7 +322,8 @@ pub async fn test_webhook(
     let event_id = state
         .store
         .queue_webhook_event(webhook.id, events::PING, &payload, now)
-        .await?;
+        .await
+        .on_gone(ApiError::webhook_not_found)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(PingQueuedResponse {

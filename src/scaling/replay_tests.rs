@@ -241,7 +241,11 @@ fn the_report_serialises_levels_as_string_keys() {
     // The report itself is not a wire type (the backtest response maps it); its
     // summary is served as is.
     assert_eq!(
-        (report.ticks, report.actions.is_empty(), report.actions_truncated),
+        (
+            report.ticks,
+            report.actions.is_empty(),
+            report.actions_truncated
+        ),
         (2, true, false)
     );
     assert_eq!(

@@ -174,10 +174,12 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
 }
 
 /// Auth and injected errors, before any handler.
+#[allow(clippy::result_large_err)] // a fake server: the error is the response
 fn gate(fake: &KubeFake, headers: &HeaderMap) -> Result<(), Response> {
     gate_for(fake, headers, false)
 }
 
+#[allow(clippy::result_large_err)]
 fn gate_for(fake: &KubeFake, headers: &HeaderMap, write: bool) -> Result<(), Response> {
     let mut inner = fake.inner.lock().unwrap();
     inner.requests += 1;

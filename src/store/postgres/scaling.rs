@@ -61,7 +61,12 @@ async fn set_latest_decisions(
          WHERE i.id = u.id AND i.id = ANY($1)",
     )
     .bind(latest.iter().map(|l| l.instance).collect::<Vec<_>>())
-    .bind(latest.iter().map(|l| l.decision.as_str()).collect::<Vec<_>>())
+    .bind(
+        latest
+            .iter()
+            .map(|l| l.decision.as_str())
+            .collect::<Vec<_>>(),
+    )
     .bind(latest.iter().map(|l| l.rows).collect::<Vec<_>>())
     .execute(tx)
     .await?;

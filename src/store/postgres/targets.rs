@@ -56,6 +56,8 @@ async fn queue_actuation_events(
     .bind(&instances)
     .fetch_all(&mut *tx)
     .await?;
+    // The six columns of one UNNEST insert, filled side by side.
+    #[allow(clippy::type_complexity)]
     let mut rows: (
         Vec<Uuid>,
         Vec<Uuid>,
