@@ -75,11 +75,12 @@ pub(super) async fn track(
         .extensions()
         .get::<ErrorCause>()
         .is_some_and(|ErrorCause(e)| span.in_scope(|| e.log(method, route, status, duration_ms)));
-    if logged {
-    } else if response.status().is_server_error() {
-        tracing::error!(parent: &span, method, route, status, duration_ms, "answered with a server error");
-    } else {
-        tracing::debug!(parent: &span, status, duration_ms, "request finished");
+    if !logged {
+        if response.status().is_server_error() {
+            tracing::error!(parent: &span, method, route, status, duration_ms, "answered with a server error");
+        } else {
+            tracing::debug!(parent: &span, status, duration_ms, "request finished");
+        }
     }
     response
 }
