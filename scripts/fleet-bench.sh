@@ -18,7 +18,7 @@ pg="${PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
 plain="${pg}$([[ "$pg" == *\?* ]] && echo '&' || echo '?')sslmode=disable"
 sizes="${SIZES:-1000 10000 100000}"
 
-cargo build --release --bin fleet-bench >&2
+cargo build --release --features bench --bin fleet-bench >&2
 bench=target/release/fleet-bench
 
 run() {

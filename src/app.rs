@@ -24,7 +24,7 @@ use crate::jobs::Jobs;
 use crate::jobs::actuation::{self, Actuator, WriteLimiter};
 use crate::signals::Signals;
 use crate::store::{self, PoolSettings, Store};
-use crate::webhooks::{self, Deliverer};
+use crate::webhooks::Deliverer;
 
 /// The source each kind of instance is collected from. CloudWatch is set up on
 /// first use: a deployment watching only mock instances never loads AWS settings.
@@ -162,24 +162,15 @@ impl Application {
                     limiter: WriteLimiter::new(self.settings.actuation_writes_per_second),
                     signals: self.state.signals.clone(),
                 }),
+                deliverer: Deliverer::new(
+                    self.settings.webhook_allow_private_networks,
+                    self.state.signals.clone(),
+                ),
             }
             .spawn(cancel.clone())
         } else {
             Vec::new()
         };
-        let mut jobs = jobs;
-        if self.settings.run_jobs {
-            let deliverer = Deliverer::new(
-                self.settings.webhook_allow_private_networks,
-                self.state.signals.clone(),
-            );
-            jobs.push(webhooks::spawn_delivery(
-                self.state.store.clone(),
-                deliverer,
-                self.state.signals.clone(),
-                cancel.clone(),
-            ));
-        }
         let address = self.listener.local_addr()?;
         let base = browsable_base(address);
         tracing::info!(%address, "listening on {address}");

@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::model::DecisionRecord;
+use crate::model::{Decision, DecisionRecord};
 
 /// What a webhook can subscribe to, by the names it subscribes with: the two
 /// scale decisions, and what scale targets do (`actuation_*`).
@@ -61,11 +61,13 @@ impl EventKind {
         EventKind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 
-    /// The kind a decision named `decision` makes, if any.
-    pub fn of_decision(decision: &str) -> Option<Self> {
-        EventKind::DEFAULT
-            .into_iter()
-            .find(|k| k.as_str() == decision)
+    /// The kind `decision` makes, if any (`no_action` makes none).
+    pub fn of_decision(decision: Decision) -> Option<Self> {
+        match decision {
+            Decision::ScaleUp => Some(EventKind::ScaleUp),
+            Decision::ScaleDown => Some(EventKind::ScaleDown),
+            Decision::NoAction => None,
+        }
     }
 }
 
@@ -138,10 +140,10 @@ impl DecisionEvent {
     /// The event of `record`, a decision of the instance with user-facing id
     /// `instance_id`; `None` when its decision is not an event kind.
     pub fn of(record: &DecisionRecord, instance_id: &str) -> Option<Self> {
-        let kind = EventKind::of_decision(&record.decision)?;
+        let kind = EventKind::of_decision(record.decision)?;
         let data = DecisionData {
             instance_id,
-            decision: &record.decision,
+            decision: record.decision.as_str(),
             reason: &record.reason,
             level_before: record.level_before,
             level_after: record.level_after,
@@ -216,7 +218,7 @@ mod tests {
             memory_usage: Some(50.0),
             network_in: None,
             network_out: Some(12),
-            decision: decision.into(),
+            decision: Decision::parse(decision).unwrap(),
             reason: "CPU 95.0% > 80%".into(),
             level_before: 1,
             level_after: 2,
@@ -244,7 +246,13 @@ mod tests {
             DecisionEvent::of(&record("scale_down", 5.0), "i").map(|e| e.kind),
             Some(EventKind::ScaleDown)
         );
-        assert!(DecisionEvent::of(&record("actuation_applied", 5.0), "i").is_none());
+        // A decision named like an actuation kind can no longer be built (a typed
+        // `Decision`); what each decision makes:
+        assert_eq!(
+            [Decision::ScaleUp, Decision::ScaleDown, Decision::NoAction]
+                .map(EventKind::of_decision),
+            [Some(EventKind::ScaleUp), Some(EventKind::ScaleDown), None]
+        );
         assert_eq!(
             EventKind::DEFAULT.map(EventKind::as_str),
             ["scale_up", "scale_down"]

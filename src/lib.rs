@@ -9,6 +9,8 @@
 pub mod actuate;
 pub mod app;
 pub mod auth;
+/// A candidate policy replayed beside the one in force over stored history.
+pub mod backtest;
 pub mod check;
 pub mod cli;
 pub mod collect;
@@ -23,6 +25,9 @@ pub mod secret;
 pub mod signals;
 pub mod store;
 pub mod telemetry;
-/// Scratch databases for the tests and the benchmarks; not used by the service.
+/// Scratch databases for the tests and the benchmarks; not used by the service, so
+/// not in its default build: the `testing` feature, which `tests/` turn on through
+/// the self dev-dependency in Cargo.toml and the `bench` feature implies.
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod webhooks;

@@ -40,6 +40,52 @@ pub struct Instance {
     pub created_at: DateTime<Utc>,
 }
 
+// The engine's outcome (re-exported as `scaling::Decision`), here on the ground
+// floor because the store, the events and the API carry it too.
+/// The outcome of one evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    ScaleUp,
+    ScaleDown,
+    NoAction,
+}
+
+impl Decision {
+    /// The stored and API spelling (`scale_up`, `scale_down`, `no_action`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::ScaleUp => "scale_up",
+            Decision::ScaleDown => "scale_down",
+            Decision::NoAction => "no_action",
+        }
+    }
+
+    /// A scale up or down (what moves a level, and what makes an event).
+    pub fn is_action(self) -> bool {
+        self != Decision::NoAction
+    }
+
+    /// The inverse of [`Decision::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "scale_up" => Some(Decision::ScaleUp),
+            "scale_down" => Some(Decision::ScaleDown),
+            "no_action" => Some(Decision::NoAction),
+            _ => None,
+        }
+    }
+}
+
+impl TryFrom<String> for Decision {
+    type Error = String;
+
+    /// How the store decodes a `decision` column.
+    fn try_from(s: String) -> Result<Self, String> {
+        Decision::parse(&s).ok_or_else(|| format!("unknown decision {s:?}"))
+    }
+}
+
 /// Why a stored metric was set aside from later IQR baselines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -68,18 +114,18 @@ impl OutlierType {
 /// Where a metric came from: a collection from the source of a
 /// `collect::SourceKind` (each kind has its variant here), or the simulate endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricSource {
+pub enum SampleSource {
     Mock,
     CloudWatch,
     Simulated,
 }
 
-impl MetricSource {
+impl SampleSource {
     pub fn as_str(self) -> &'static str {
         match self {
-            MetricSource::Mock => "mock",
-            MetricSource::CloudWatch => "cloudwatch",
-            MetricSource::Simulated => "simulated",
+            SampleSource::Mock => "mock",
+            SampleSource::CloudWatch => "cloudwatch",
+            SampleSource::Simulated => "simulated",
         }
     }
 }
@@ -95,7 +141,7 @@ pub struct NewMetric {
     pub memory_usage: Option<f64>,
     pub network_in: Option<i64>,
     pub network_out: Option<i64>,
-    pub source: MetricSource,
+    pub source: SampleSource,
 }
 
 /// A stored metric sample.
@@ -122,7 +168,7 @@ pub struct DecisionRecord {
     pub memory_usage: Option<f64>,
     pub network_in: Option<i64>,
     pub network_out: Option<i64>,
-    pub decision: String,
+    pub decision: Decision,
     pub reason: String,
     pub level_before: i32,
     pub level_after: i32,
@@ -156,6 +202,43 @@ pub struct NewWebhook {
     pub secret: Secret,
 }
 
+/// Where an event's delivery stands: `pending` until it is delivered or its retries
+/// run out (`failed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// The stored and API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+}
+
+impl TryFrom<String> for DeliveryStatus {
+    type Error = String;
+
+    /// How the store decodes a `status` column.
+    fn try_from(s: String) -> Result<Self, String> {
+        [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Failed,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
+        .ok_or_else(|| format!("unknown delivery status {s:?}"))
+    }
+}
+
 /// One event in a webhook's outbox and how its delivery is going.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookDelivery {
@@ -163,8 +246,7 @@ pub struct WebhookDelivery {
     /// `scaling.scale_up`, `scaling.scale_down` or `ping`.
     pub event_type: String,
     pub decision: Option<Uuid>,
-    /// `pending`, `delivered` or `failed`.
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub last_status: Option<i32>,
     pub last_error: Option<String>,
@@ -194,8 +276,8 @@ pub struct DeliveryAttempt {
     /// The attempt number it was claimed with: a result arriving after the lease
     /// ran out and someone else claimed the event again is dropped.
     pub attempt: i32,
-    /// `delivered`, `pending` (retry at `next_attempt_at`) or `failed`.
-    pub status: &'static str,
+    /// `Pending` means retry at `next_attempt_at`.
+    pub status: DeliveryStatus,
     pub last_status: Option<i32>,
     pub last_error: Option<String>,
     pub next_attempt_at: DateTime<Utc>,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use autoscaler::collect::cloudwatch::CloudWatchSource;
 use autoscaler::collect::{CollectTarget, MetricSource, SourceKind};
-use autoscaler::model::{MetricSource as Source, NewMetric};
+use autoscaler::model::{NewMetric, SampleSource as Source};
 use autoscaler::testing::TestReads;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_cloudwatch::Client;

@@ -1,8 +1,10 @@
 //! Passwords (argon2id) and access tokens (HS256 JWT).
 
 mod limit;
+mod login;
 
 pub use limit::{LOGIN_WINDOW, LoginLimiter};
+pub use login::{LoginError, login};
 
 use std::sync::{Arc, LazyLock};
 

@@ -23,11 +23,12 @@ use axum::body::Bytes;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
+use autoscaler::jobs::spawn_webhook_delivery;
 use autoscaler::model::NewWebhook;
 use autoscaler::signals::Signals;
 use autoscaler::store::{self, PoolSettings};
 use autoscaler::testing::ScratchDatabase;
-use autoscaler::webhooks::{self, Deliverer, run_delivery_tick, spawn_delivery};
+use autoscaler::webhooks::{self, Deliverer, run_delivery_tick};
 
 #[derive(Debug)]
 struct Args {
@@ -178,7 +179,7 @@ async fn run(args: &Args, url: &str) -> anyhow::Result<()> {
 
     // 2. Latency, with the worker loop as the service runs it.
     let cancel = CancellationToken::new();
-    let worker = spawn_delivery(store.clone(), deliverer, signals, cancel.clone());
+    let worker = spawn_webhook_delivery(store.clone(), deliverer, signals, &cancel);
     let before = received.load(std::sync::atomic::Ordering::Relaxed);
     let total = args.rate * args.seconds as usize;
     let gap = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);

@@ -28,7 +28,7 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::{CollectTarget, Collected, MetricSource};
-use crate::model::{MetricSource as Source, NewMetric};
+use crate::model::{NewMetric, SampleSource as Source};
 
 /// Most queries one `GetMetricData` call accepts (an AWS limit).
 pub const MAX_QUERIES_PER_CALL: usize = 500;

@@ -20,7 +20,7 @@ impl SourceKind {
     /// The name the kind's metrics are stored under (`metrics.source`), also the
     /// `source` label of the collection metrics.
     pub fn as_str(self) -> &'static str {
-        model::MetricSource::from(self).as_str()
+        model::SampleSource::from(self).as_str()
     }
 
     /// The kind named by [`SourceKind::as_str`].
@@ -61,11 +61,11 @@ const _: () = {
 };
 
 /// What a kind's metrics are stored as.
-impl From<SourceKind> for model::MetricSource {
+impl From<SourceKind> for model::SampleSource {
     fn from(kind: SourceKind) -> Self {
         match kind {
-            SourceKind::Mock => model::MetricSource::Mock,
-            SourceKind::CloudWatch => model::MetricSource::CloudWatch,
+            SourceKind::Mock => model::SampleSource::Mock,
+            SourceKind::CloudWatch => model::SampleSource::CloudWatch,
         }
     }
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rand::{Rng, RngExt};
 
 use super::{CollectTarget, Collected, MetricSource};
-use crate::model::{MetricSource as Source, NewMetric};
+use crate::model::{NewMetric, SampleSource as Source};
 
 /// Generates one sample per instance, stamped `now`.
 #[derive(Debug, Default, Clone, Copy)]

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::error::{BodyErrors, ErrorBody, OnConflict};
 use super::extract::{ApiJson, AuthUser};
 use super::route::{ApiRouter, Endpoints};
+use super::time::ApiTime;
 use super::{ApiError, AppState};
 use crate::auth;
 
@@ -56,7 +57,7 @@ impl CredentialsRequest {
                     password,
                 })
             }
-            _ => Err(ApiError::bad_request("Email and password are required")),
+            _ => Err(ApiError::credentials_required()),
         }
     }
 
@@ -64,18 +65,14 @@ impl CredentialsRequest {
     pub fn for_registration(self) -> Result<Credentials, ApiError> {
         let creds = self.require()?;
         if !is_email(&creds.email) {
-            return Err(ApiError::bad_request("Email must be a valid email address"));
+            return Err(ApiError::bad_email());
         }
         let chars = creds.password.chars().count();
         if chars < 8 {
-            return Err(ApiError::bad_request(
-                "Password must be at least 8 characters long",
-            ));
+            return Err(ApiError::password_too_short());
         }
         if creds.password.len() > MAX_PASSWORD_LEN {
-            return Err(ApiError::bad_request(
-                "Password must be at most 1024 bytes long",
-            ));
+            return Err(ApiError::password_too_long());
         }
         Ok(creds)
     }
@@ -168,34 +165,16 @@ pub async fn login(
 ) -> Result<Json<LoginResponse>, ApiError> {
     let Credentials { email, password } = body.require()?;
     let address = client.map(|Extension(ConnectInfo(addr))| addr.ip());
-    let limiter = state.login_limiter;
-    if let Some(retry_after) = limiter
-        .retry_after(state.store.as_ref(), &email, address, Utc::now())
-        .await?
-    {
-        return Err(ApiError::TooManyRequests { retry_after });
-    }
-
-    let user = state.store.user_by_email(&email).await?;
-    let stored = user.as_ref().map(|u| u.password_hash.expose().to_owned());
-    // Unknown emails are checked against a fallback hash: same cost, same answer.
-    let ok = auth::verify_password(password, stored)
-        .await
-        .map_err(ApiError::Internal)?;
-    let user = match (ok, user) {
-        (true, Some(user)) => user,
-        _ => {
-            limiter
-                .record_failure(state.store.as_ref(), &email, address, Utc::now())
-                .await?;
-            return Err(ApiError::invalid_credentials());
-        }
-    };
-    limiter.reset(state.store.as_ref(), &email).await?;
-    let token = state
-        .keys
-        .issue(user.id, Utc::now())
-        .map_err(ApiError::Internal)?;
+    let token = auth::login(
+        state.store.as_ref(),
+        &state.login_limiter,
+        &state.keys,
+        &email,
+        password,
+        address,
+        Utc::now(),
+    )
+    .await?;
     Ok(Json(LoginResponse {
         message: "Login successful",
         token,
@@ -208,9 +187,8 @@ pub struct MeResponse {
     pub user_id: Uuid,
     #[schema(example = "user@example.com")]
     pub email: String,
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime, example = "2026-01-22T05:16:25.123456Z")]
-    pub created_at: DateTime<Utc>,
+    pub created_at: ApiTime,
     #[schema(example = 5)]
     pub instance_count: i64,
     #[schema(example = 2)]
@@ -232,7 +210,7 @@ pub async fn me(
     Ok(Json(MeResponse {
         user_id: user.id,
         email: user.email,
-        created_at: user.created_at,
+        created_at: user.created_at.into(),
         instance_count: counts.instances,
         monitoring_count: counts.monitoring,
     }))

@@ -5,7 +5,6 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
@@ -16,8 +15,9 @@ use super::extract::AuthUser;
 use super::instances::owned_instance;
 use super::page::{ListQuery, Pagination, paging_from};
 use super::route::{ApiRouter, Endpoints};
+use super::time::ApiTime;
 use super::{ApiError, AppState};
-use crate::model::DecisionRecord;
+use crate::model::{Decision, DecisionRecord};
 
 pub(super) fn routes() -> ApiRouter {
     ApiRouter::new().endpoints(routes!(list_decisions))
@@ -33,9 +33,8 @@ pub struct DecisionView<'a> {
     /// The instance's id.
     #[schema(example = "mock-test-1")]
     pub instance_id: &'a str,
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime, example = "2026-01-22T05:21:00.123456Z")]
-    pub timestamp: DateTime<Utc>,
+    pub timestamp: ApiTime,
     #[schema(example = 92.5)]
     pub cpu_utilization: Option<f64>,
     #[schema(example = 68.3)]
@@ -45,8 +44,7 @@ pub struct DecisionView<'a> {
     #[schema(example = 1024000)]
     pub network_out: Option<i64>,
     /// `scale_up`, `scale_down` or `no_action`.
-    #[schema(example = "scale_up")]
-    pub decision: String,
+    pub decision: Decision,
     #[schema(
         example = "Sustained scale up: CPU > 90% for 85.0% of last 5 minutes (Current: 92.50%)"
     )]
@@ -67,7 +65,7 @@ impl<'a> DecisionView<'a> {
         DecisionView {
             id: d.id,
             instance_id,
-            timestamp: d.timestamp,
+            timestamp: d.timestamp.into(),
             cpu_utilization: d.cpu_utilization,
             memory_usage: d.memory_usage,
             network_in: d.network_in,

@@ -33,22 +33,20 @@ where
             .map(|v| v.to_ascii_lowercase());
         let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
             BytesRejection::FailedToBufferBody(_) if e.status() == 413 => ApiError::PayloadTooLarge,
-            other => ApiError::bad_request(format!("Could not read the request body: {other}")),
+            other => ApiError::unreadable_body(other),
         })?;
         let declared_json = content_type
             .as_deref()
             .is_none_or(|ct| ct.starts_with("application/json") || ct.contains("+json"));
         if !declared_json {
-            return Err(ApiError::UnsupportedMediaType(
-                "Content-Type must be application/json".into(),
-            ));
+            return Err(ApiError::not_json());
         }
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::bad_request("Request body must be a JSON object"));
+            return Err(ApiError::body_not_an_object());
         }
         serde_json::from_slice(&bytes)
             .map(ApiJson)
-            .map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))
+            .map_err(ApiError::invalid_json)
     }
 }
 

@@ -70,13 +70,11 @@ pub async fn live() -> Json<ProbeResponse> {
 pub async fn ready(State(state): State<AppState>) -> Result<Json<ProbeResponse>, ApiError> {
     match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => Ok(Json(ProbeResponse { status: "ready" })),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "not ready: the database failed the ping");
-            Err(ApiError::not_ready())
-        }
-        Err(_) => {
-            tracing::warn!("not ready: the database did not answer within {READY_TIMEOUT:?}");
-            Err(ApiError::not_ready())
-        }
+        Ok(Err(e)) => Err(ApiError::not_ready(
+            anyhow::Error::new(e).context("not ready: the database failed the ping"),
+        )),
+        Err(_) => Err(ApiError::not_ready(anyhow::anyhow!(
+            "not ready: the database did not answer within {READY_TIMEOUT:?}"
+        ))),
     }
 }

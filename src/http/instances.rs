@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
@@ -12,6 +11,7 @@ use uuid::Uuid;
 use super::error::{BodyErrors, ErrorBody, InstanceErrors, OnConflict};
 use super::extract::{ApiJson, AuthUser};
 use super::route::{ApiRouter, Endpoints};
+use super::time::ApiTime;
 use super::{ApiError, AppState};
 use crate::actuate::TargetState;
 use crate::model::Instance;
@@ -47,13 +47,11 @@ pub struct InstanceView {
     pub network_capacity: f64,
     #[schema(example = 1)]
     pub current_scale_level: i32,
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: DateTime<Utc>,
+    pub created_at: ApiTime,
     /// Timestamp of the newest collected sample.
-    #[serde(with = "super::time::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub last_collected_at: Option<DateTime<Utc>>,
+    pub last_collected_at: Option<ApiTime>,
     /// Why the last collection failed (e.g. no AWS credentials); null when it worked.
     pub last_collection_error: Option<String>,
     /// `enforce`, or `dry_run` when decisions only move the recommended level.
@@ -90,8 +88,8 @@ impl From<Instance> for InstanceView {
             memory_capacity: capacity,
             network_capacity: capacity,
             current_scale_level: i.scale_level,
-            created_at: i.created_at,
-            last_collected_at: i.last_collected_at,
+            created_at: i.created_at.into(),
+            last_collected_at: i.last_collected_at.map(ApiTime),
             last_collection_error: i.last_collection_error,
             policy_mode,
             recommended_scale_level,
@@ -199,8 +197,7 @@ fn is_path_safe(s: &str) -> bool {
 impl RegisterInstanceRequest {
     /// Validates the request into the instance to store for `user`.
     pub fn validate(self, user: Uuid) -> Result<NewInstance, ApiError> {
-        let required =
-            || ApiError::bad_request("instance_id, instance_type, and region are required");
+        let required = || ApiError::instance_fields_required();
         // Blank counts as missing; otherwise values are taken as sent, not trimmed:
         // the OpenAPI document's patterns describe them exactly, so what it calls
         // invalid is refused.
@@ -210,36 +207,24 @@ impl RegisterInstanceRequest {
         let region = field(self.region).ok_or_else(required)?;
         let is_mock = self.is_mock.unwrap_or(false);
         if instance_type.len() > 64 || region.len() > 64 {
-            return Err(ApiError::bad_request(
-                "instance_type and region must be at most 64 characters",
-            ));
+            return Err(ApiError::instance_fields_too_long());
         }
         if !is_path_safe(&instance_type) {
-            return Err(ApiError::bad_request(
-                "instance_type must be letters, digits, '-', '_' or '.' (such as t2.micro)",
-            ));
+            return Err(ApiError::bad_instance_type());
         }
         if is_mock {
             if !is_path_safe(&instance_id) {
-                return Err(ApiError::bad_request(
-                    "instance_id must be 1-128 characters of letters, digits, '-', '_' or '.'",
-                ));
+                return Err(ApiError::bad_mock_instance_id());
             }
             if !is_path_safe(&region) {
-                return Err(ApiError::bad_request(
-                    "region must be letters, digits, '-', '_' or '.' (such as mock)",
-                ));
+                return Err(ApiError::bad_mock_region());
             }
         } else {
             if !is_ec2_id(&instance_id) {
-                return Err(ApiError::bad_request(
-                    "instance_id must be an EC2 instance id: 'i-' followed by 8 or 17 hex digits (use \"is_mock\": true for a mock instance)",
-                ));
+                return Err(ApiError::bad_ec2_instance_id());
             }
             if !is_aws_region(&region) {
-                return Err(ApiError::bad_request(
-                    "region must be an AWS region name such as us-east-1",
-                ));
+                return Err(ApiError::bad_aws_region());
             }
         }
         Ok(NewInstance {
@@ -294,7 +279,11 @@ pub async fn register_instance(
         .store
         .create_instance(&new)
         .await
-        .on_conflict(ApiError::instance_already_registered)?;
+        // Gone: the token's user was deleted meanwhile.
+        .on_refusals(
+            ApiError::instance_already_registered,
+            ApiError::invalid_token,
+        )?;
     tracing::info!(instance = %instance.instance_id, user = %user.id, "instance registered");
     Ok((
         StatusCode::CREATED,
@@ -465,9 +454,7 @@ pub async fn delete_instance(
                 message: "Instance deleted successfully",
             }))
         }
-        Deletion::Monitoring => Err(ApiError::bad_request(
-            "Cannot delete instance while monitoring is active. Please stop monitoring first.",
-        )),
+        Deletion::Monitoring => Err(ApiError::delete_while_monitoring()),
         Deletion::NotFound => Err(ApiError::instance_not_found()),
     }
 }

@@ -4,7 +4,6 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
@@ -15,6 +14,7 @@ use super::extract::AuthToken;
 use super::instances::owned_instance;
 use super::page::{ListQuery, Pagination, paging_from};
 use super::route::{ApiRouter, Endpoints};
+use super::time::ApiTime;
 use super::{ApiError, AppState};
 use crate::model::{Metric, OutlierType};
 use crate::store::Owned;
@@ -33,9 +33,8 @@ pub struct MetricView<'a> {
     /// The instance's id.
     #[schema(example = "mock-test-1")]
     pub instance_id: &'a str,
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime, example = "2026-01-22T05:20:30.123456Z")]
-    pub timestamp: DateTime<Utc>,
+    pub timestamp: ApiTime,
     #[schema(example = 45.2)]
     pub cpu_utilization: f64,
     /// Null where unknown (a real instance without the CloudWatch agent).
@@ -54,7 +53,7 @@ impl<'a> MetricView<'a> {
         MetricView {
             id: m.id,
             instance_id,
-            timestamp: m.timestamp,
+            timestamp: m.timestamp.into(),
             cpu_utilization: m.cpu_utilization,
             memory_usage: m.memory_usage,
             network_in: m.network_in,

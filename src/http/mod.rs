@@ -17,7 +17,7 @@ mod route;
 mod series;
 mod simulate;
 mod targets;
-mod time;
+pub mod time;
 mod webhooks;
 
 pub use docs::ApiDoc;

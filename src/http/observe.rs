@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::{Instrument, Span, field};
 use utoipa_axum::routes;
 
+use super::error::ErrorCause;
 use super::route::{ApiRouter, Endpoints};
 use super::{ApiError, AppState};
 use crate::signals::{self, Signals, UNMATCHED_ROUTE};
@@ -67,10 +68,19 @@ pub(super) async fn track(
     let status = response.status().as_u16();
     signals.record_http(method, route, status, took);
     let duration_ms = took.as_secs_f64() * 1000.0;
-    if response.status().is_server_error() {
-        tracing::error!(parent: &span, method, route, status, duration_ms, "answered with a server error");
-    } else {
-        tracing::debug!(parent: &span, status, duration_ms, "request finished");
+    // The one place an error is logged: with its cause when the handler's
+    // `ApiError` made the response, else (a panic caught, a layer's own answer)
+    // by its status.
+    let logged = response
+        .extensions()
+        .get::<ErrorCause>()
+        .is_some_and(|ErrorCause(e)| span.in_scope(|| e.log(method, route, status, duration_ms)));
+    if !logged {
+        if response.status().is_server_error() {
+            tracing::error!(parent: &span, method, route, status, duration_ms, "answered with a server error");
+        } else {
+            tracing::debug!(parent: &span, status, duration_ms, "request finished");
+        }
     }
     response
 }

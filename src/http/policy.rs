@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use chrono::{DateTime, TimeDelta, Utc};
-use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -14,20 +13,19 @@ use super::error::{ErrorBody, InstanceErrors};
 use super::extract::{ApiJson, AuthUser};
 use super::instances::owned_instance;
 use super::route::{ApiRouter, Endpoints};
+use super::time::ApiTime;
 use super::{ApiError, AppState};
+use crate::backtest::{Backtest, BacktestReport};
 use crate::model::Instance;
 use crate::policy::{Policy, PolicyChange, PolicyPatch};
-use crate::scaling::Sample;
-use crate::scaling::replay::{Replay, ReplayAction, ReplaySummary};
+use crate::scaling::Decision;
+use crate::scaling::replay::{ReplayAction, ReplaySummary};
 
 pub(super) fn routes() -> ApiRouter {
     ApiRouter::new()
         .endpoints(routes!(get_policy, put_policy, reset_policy))
         .endpoints(routes!(backtest))
 }
-
-/// Samples handed to the replay threads at a time.
-const REPLAY_CHUNK: usize = 2048;
 
 /// Longest span a backtest replays.
 pub const MAX_BACKTEST_SPAN: TimeDelta = TimeDelta::days(90);
@@ -178,11 +176,7 @@ fn time_field(body: &Map<String, Value>, name: &str) -> Result<Option<DateTime<U
             .as_str()
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
             .map(|t| Some(t.with_timezone(&Utc)))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "{name} must be an RFC 3339 time such as 2026-01-22T05:00:00Z"
-                ))
-            }),
+            .ok_or_else(|| ApiError::bad_backtest_time(name)),
     }
 }
 
@@ -190,12 +184,10 @@ impl BacktestRequest {
     /// Reads a backtest body; `now` fills in a missing `to`.
     pub fn parse(body: &Value, now: DateTime<Utc>) -> Result<Self, ApiError> {
         let Value::Object(body) = body else {
-            return Err(ApiError::bad_request("The body must be a JSON object"));
+            return Err(ApiError::body_must_be_object());
         };
         if let Some(unknown) = body.keys().find(|k| !BACKTEST_FIELDS.contains(&k.as_str())) {
-            return Err(ApiError::bad_request(format!(
-                "unknown backtest field {unknown}"
-            )));
+            return Err(ApiError::unknown_backtest_field(unknown));
         }
         let patch = match body.get("policy") {
             None | Some(Value::Null) => None,
@@ -215,9 +207,7 @@ impl BacktestRequest {
                 v.as_i64()
                     .filter(|l| (1..=50).contains(l))
                     .map(|l| l as i32)
-                    .ok_or_else(|| {
-                        ApiError::bad_request("start_level must be an integer between 1 and 50")
-                    })?,
+                    .ok_or_else(ApiError::bad_start_level)?,
             ),
         };
         Ok(BacktestRequest {
@@ -235,9 +225,9 @@ pub struct BacktestResponse {
     #[schema(example = "mock-test-1")]
     pub instance_id: String,
     #[schema(value_type = String, format = DateTime)]
-    pub from: DateTime<Utc>,
+    pub from: ApiTime,
     #[schema(value_type = String, format = DateTime)]
-    pub to: DateTime<Utc>,
+    pub to: ApiTime,
     /// The scaling interval the replay ticks at, as live ticks do.
     #[schema(example = 15)]
     pub interval_seconds: i64,
@@ -251,8 +241,35 @@ pub struct BacktestResponse {
     /// The same replay under the instance's current policy.
     pub baseline: ReplaySummary,
     /// The candidate's actions, oldest first, at most 1,000.
-    pub actions: Vec<ReplayAction>,
+    pub actions: Vec<BacktestAction>,
     pub actions_truncated: bool,
+}
+
+/// One applied scale_up or scale_down of a backtest.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ReplayAction)]
+pub struct BacktestAction {
+    #[schema(value_type = String, format = DateTime)]
+    pub timestamp: ApiTime,
+    pub decision: Decision,
+    #[schema(
+        example = "Sustained scale up: CPU > 80% for 100.0% of last 5 minutes (Current: 93.00%)"
+    )]
+    pub reason: String,
+    pub level_before: i32,
+    pub level_after: i32,
+}
+
+impl From<ReplayAction> for BacktestAction {
+    fn from(a: ReplayAction) -> Self {
+        BacktestAction {
+            timestamp: a.timestamp.into(),
+            decision: a.decision,
+            reason: a.reason,
+            level_before: a.level_before,
+            level_after: a.level_after,
+        }
+    }
 }
 
 /// Replay a candidate policy over the instance's stored metrics, tick by tick as
@@ -283,63 +300,31 @@ pub async fn backtest(
     };
     let interval = TimeDelta::from_std(state.settings.scaling_interval)
         .map_err(|e| ApiError::Internal(e.into()))?;
-    let replay = |policy: &Policy| {
-        let start = request.start_level.unwrap_or(policy.min_level);
-        Replay::new(policy.clone(), start, request.from, request.to, interval)
-    };
-    // The two replays run on blocking threads, fed in chunks as the history streams
-    // in: the read and both replays overlap, and memory stays at the window plus a
-    // few chunks whatever the span.
-    let same = candidate == current;
-    let mut feeds = Vec::new();
-    let mut runs = Vec::new();
-    for policy in if same {
-        vec![&candidate]
-    } else {
-        vec![&candidate, &current]
-    } {
-        let (feed, mut chunks) = tokio::sync::mpsc::channel::<std::sync::Arc<[Sample]>>(4);
-        let mut run = replay(policy);
-        feeds.push(feed);
-        runs.push(tokio::task::spawn_blocking(move || {
-            while let Some(chunk) = chunks.blocking_recv() {
-                for sample in chunk.iter() {
-                    run.push(*sample);
-                }
-            }
-            run.finish()
-        }));
-    }
-    let lead = candidate.window.max(current.window);
-    let mut samples = state
-        .store
-        .history(instance.id, request.from - lead, request.to)
-        .chunks(REPLAY_CHUNK);
-    while let Some(chunk) = samples.next().await {
-        let chunk: std::sync::Arc<[Sample]> = chunk.into_iter().collect::<Result<_, _>>()?;
-        for feed in &feeds {
-            // A replay thread only stops early by panicking; the join below says so.
-            let _ = feed.send(chunk.clone()).await;
-        }
-    }
-    drop(samples);
-    drop(feeds);
-    let mut reports = Vec::new();
-    for run in runs {
-        reports.push(run.await.map_err(|e| ApiError::Internal(e.into()))?);
-    }
-    let report = reports.swap_remove(0);
-    let baseline = reports.pop().unwrap_or_else(|| report.clone());
-    Ok(Json(BacktestResponse {
-        instance_id: instance.instance_id,
+    let backtest = Backtest {
+        baseline: current,
+        candidate: candidate.clone(),
         from: request.from,
         to: request.to,
+        interval,
+        start_level: request.start_level,
+    };
+    let history = state
+        .store
+        .history(instance.id, backtest.since(), request.to);
+    let BacktestReport {
+        candidate: report,
+        baseline,
+    } = backtest.run(history).await?;
+    Ok(Json(BacktestResponse {
+        instance_id: instance.instance_id,
+        from: request.from.into(),
+        to: request.to.into(),
         interval_seconds: interval.num_seconds(),
         ticks: report.ticks,
         policy: candidate,
         summary: report.summary,
-        baseline: baseline.summary,
-        actions: report.actions,
+        baseline,
+        actions: report.actions.into_iter().map(Into::into).collect(),
         actions_truncated: report.actions_truncated,
     }))
 }

@@ -14,7 +14,9 @@ use super::error::{ErrorBody, InstanceErrors};
 use super::extract::AuthUser;
 use super::instances::owned_instance;
 use super::route::{ApiRouter, Endpoints};
+use super::time::ApiTime;
 use super::{ApiError, AppState};
+use crate::scaling::Decision;
 use crate::scaling::capacity_for_level;
 use crate::store::{SeriesBucket, SeriesDecision};
 
@@ -60,11 +62,7 @@ fn timestamp(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
     // A `+` offset sent unescaped in a query string arrives as a space.
     DateTime::parse_from_rfc3339(&raw.trim().replace(' ', "+"))
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            ApiError::bad_request(format!(
-                "{name} must be an RFC 3339 timestamp such as 2026-01-22T05:00:00Z"
-            ))
-        })
+        .map_err(|_| ApiError::bad_series_time(name))
 }
 
 impl SeriesQuery {
@@ -94,17 +92,11 @@ impl SeriesQuery {
                     .parse::<i64>()
                     .ok()
                     .filter(|s| (1..=max_step).contains(s))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!(
-                            "step must be a whole number of seconds between 1 and {max_step}"
-                        ))
-                    })?;
+                    .ok_or_else(|| ApiError::bad_step(max_step))?;
                 if buckets(step) > MAX_BUCKETS {
                     let needed =
                         (span_micros + MAX_BUCKETS * 1_000_000 - 1) / (MAX_BUCKETS * 1_000_000);
-                    return Err(ApiError::bad_request(format!(
-                        "step must give at most {MAX_BUCKETS} buckets: this span needs a step of at least {needed} seconds"
-                    )));
+                    return Err(ApiError::too_many_buckets(MAX_BUCKETS, needed));
                 }
                 step
             }
@@ -122,9 +114,8 @@ impl SeriesQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SeriesPoint {
     /// Start of the bucket; buckets are `step` seconds wide, counted from `from`.
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime, example = "2026-01-22T04:00:00.000000Z")]
-    pub timestamp: DateTime<Utc>,
+    pub timestamp: ApiTime,
     #[schema(example = 2)]
     pub samples: i64,
     #[schema(example = 45.2)]
@@ -145,7 +136,7 @@ pub struct SeriesPoint {
 impl From<SeriesBucket> for SeriesPoint {
     fn from(b: SeriesBucket) -> Self {
         SeriesPoint {
-            timestamp: b.start,
+            timestamp: b.start.into(),
             samples: b.samples,
             cpu_avg: b.cpu_avg,
             cpu_max: b.cpu_max,
@@ -161,12 +152,10 @@ impl From<SeriesBucket> for SeriesPoint {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SeriesDecisionView {
     pub id: Uuid,
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime)]
-    pub timestamp: DateTime<Utc>,
+    pub timestamp: ApiTime,
     /// `scale_up` or `scale_down`.
-    #[schema(example = "scale_up")]
-    pub decision: String,
+    pub decision: Decision,
     #[schema(
         example = "Sustained scale up: CPU > 90% for 85.0% of last 5 minutes (Current: 92.50%)"
     )]
@@ -180,9 +169,8 @@ pub struct SeriesDecisionView {
 /// The instance's level from a moment on.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LevelPoint {
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime)]
-    pub timestamp: DateTime<Utc>,
+    pub timestamp: ApiTime,
     #[schema(example = 2)]
     pub level: i32,
     /// 100 × 1.5^(level − 1), the capacity in percent of the base size.
@@ -195,12 +183,10 @@ pub struct LevelPoint {
 pub struct SeriesResponse {
     #[schema(example = "mock-test-1")]
     pub instance_id: String,
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime)]
-    pub from: DateTime<Utc>,
-    #[serde(with = "super::time")]
+    pub from: ApiTime,
     #[schema(value_type = String, format = DateTime)]
-    pub to: DateTime<Utc>,
+    pub to: ApiTime,
     /// Bucket width in seconds.
     #[schema(example = 30)]
     pub step: i64,
@@ -210,10 +196,6 @@ pub struct SeriesResponse {
     pub decisions: Vec<SeriesDecisionView>,
     /// The level at `from`, then one point per level change in the span.
     pub levels: Vec<LevelPoint>,
-}
-
-fn is_action(d: &SeriesDecision) -> bool {
-    matches!(d.decision.as_str(), "scale_up" | "scale_down")
 }
 
 /// The level path: `start` at `from`, then the level after each action that
@@ -229,12 +211,12 @@ pub fn level_path(
         level,
         capacity: capacity_for_level(level),
     };
-    std::iter::once(point(from, start))
+    std::iter::once(point(from.into(), start))
         .chain(
             decisions
                 .iter()
-                .filter(|d| is_action(d) && d.level_after != d.level_before)
-                .map(|d| point(d.timestamp, d.level_after)),
+                .filter(|d| d.decision.is_action() && d.level_after != d.level_before)
+                .map(|d| point(d.timestamp.into(), d.level_after)),
         )
         .collect()
 }
@@ -256,8 +238,7 @@ pub async fn metric_series(
     Path(instance_id): Path<String>,
     query: Result<Query<SeriesQuery>, QueryRejection>,
 ) -> Result<Json<SeriesResponse>, ApiError> {
-    let Query(query) = query
-        .map_err(|_| ApiError::bad_request("from, to and step may each be given only once"))?;
+    let Query(query) = query.map_err(|_| ApiError::repeated_series_param())?;
     let sampling = state.settings.metrics_interval.as_secs() as i64;
     let span = query.validate(Utc::now(), sampling)?;
     let instance = owned_instance(&state, user.id, &instance_id).await?;
@@ -271,16 +252,16 @@ pub async fn metric_series(
     let levels = level_path(span.from, start, &decisions);
     Ok(Json(SeriesResponse {
         instance_id: instance.instance_id,
-        from: span.from,
-        to: span.to,
+        from: span.from.into(),
+        to: span.to.into(),
         step: span.step,
         points: buckets.into_iter().map(Into::into).collect(),
         decisions: decisions
             .into_iter()
-            .filter(is_action)
+            .filter(|d| d.decision.is_action())
             .map(|d| SeriesDecisionView {
                 id: d.id,
-                timestamp: d.timestamp,
+                timestamp: d.timestamp.into(),
                 decision: d.decision,
                 reason: d.reason,
                 level_before: d.level_before,
@@ -388,7 +369,7 @@ mod tests {
         let decision = |ts: &str, decision: &str, before, after| SeriesDecision {
             id: Uuid::nil(),
             timestamp: at(ts),
-            decision: decision.into(),
+            decision: Decision::parse(decision).unwrap(),
             reason: String::new(),
             level_before: before,
             level_after: after,
@@ -404,7 +385,7 @@ mod tests {
         );
         let levels: Vec<(DateTime<Utc>, i32, f64)> = path
             .iter()
-            .map(|p| (p.timestamp, p.level, p.capacity))
+            .map(|p| (p.timestamp.0, p.level, p.capacity))
             .collect();
         assert_eq!(
             levels,

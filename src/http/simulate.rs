@@ -14,8 +14,9 @@ use super::error::{BodyErrors, ErrorBody, InstanceErrors};
 use super::extract::{ApiJson, AuthUser};
 use super::instances::owned_instance;
 use super::route::{ApiRouter, Endpoints};
+use super::time::ApiTime;
 use super::{ApiError, AppState};
-use crate::model::{MetricSource, NewMetric};
+use crate::model::{NewMetric, SampleSource};
 
 pub(super) fn routes() -> ApiRouter {
     ApiRouter::new().endpoints(routes!(simulate))
@@ -71,18 +72,18 @@ pub struct Simulation {
 
 fn percent(name: &str, v: Option<f64>) -> Result<Option<f64>, ApiError> {
     match v {
-        Some(x) if !x.is_finite() || !(0.0..=100.0).contains(&x) => Err(ApiError::bad_request(
-            format!("{name} must be a number between 0 and 100"),
-        )),
+        Some(x) if !x.is_finite() || !(0.0..=100.0).contains(&x) => {
+            Err(ApiError::bad_percentage(name))
+        }
         other => Ok(other),
     }
 }
 
 fn bytes(name: &str, v: Option<f64>) -> Result<Option<i64>, ApiError> {
     match v {
-        Some(x) if !x.is_finite() || !(0.0..=9.0e15).contains(&x) => Err(ApiError::bad_request(
-            format!("{name} must be a number of bytes, 0 or more"),
-        )),
+        Some(x) if !x.is_finite() || !(0.0..=9.0e15).contains(&x) => {
+            Err(ApiError::bad_byte_count(name))
+        }
         other => Ok(other.map(|x| x.round() as i64)),
     }
 }
@@ -98,9 +99,7 @@ impl SimulateRequest {
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty());
         let (Some(instance_id), Some(_)) = (instance_id, self.cpu_utilization) else {
-            return Err(ApiError::bad_request(
-                "instance_id and cpu_utilization are required",
-            ));
+            return Err(ApiError::simulation_fields_required());
         };
         let cpu = percent("cpu_utilization", self.cpu_utilization)?.unwrap_or_default();
         let memory = percent("memory_usage", self.memory_usage)?;
@@ -109,31 +108,21 @@ impl SimulateRequest {
         let series = match (self.duration_minutes, self.interval_seconds) {
             (None, None) => None,
             (None, Some(_)) => {
-                return Err(ApiError::bad_request(
-                    "duration_minutes is required with interval_seconds",
-                ));
+                return Err(ApiError::duration_required());
             }
             (Some(d), interval) => {
-                let duration = whole(d).filter(|d| (1..=1440).contains(d)).ok_or_else(|| {
-                    ApiError::bad_request(
-                        "duration_minutes must be a whole number between 1 and 1440",
-                    )
-                })?;
+                let duration = whole(d)
+                    .filter(|d| (1..=1440).contains(d))
+                    .ok_or_else(ApiError::bad_duration)?;
                 let interval = whole(interval.unwrap_or(30.0))
                     .filter(|i| *i >= 1)
-                    .ok_or_else(|| {
-                        ApiError::bad_request("interval_seconds must be a whole number, at least 1")
-                    })?;
+                    .ok_or_else(ApiError::bad_interval)?;
                 let points = duration * 60 / interval;
                 if points < 1 {
-                    return Err(ApiError::bad_request(
-                        "interval_seconds must not exceed duration_minutes × 60",
-                    ));
+                    return Err(ApiError::interval_over_duration());
                 }
                 if points > MAX_SIMULATED_POINTS {
-                    return Err(ApiError::bad_request(format!(
-                        "A simulation creates at most {MAX_SIMULATED_POINTS} metrics (duration_minutes × 60 / interval_seconds); raise interval_seconds"
-                    )));
+                    return Err(ApiError::too_many_points(MAX_SIMULATED_POINTS));
                 }
                 Some((duration, interval, points))
             }
@@ -166,7 +155,7 @@ impl Simulation {
                 memory_usage: self.memory,
                 network_in: self.network_in,
                 network_out: self.network_out,
-                source: MetricSource::Simulated,
+                source: SampleSource::Simulated,
             })
             .collect()
     }
@@ -178,9 +167,8 @@ pub struct SimulatedMetricView {
     pub id: Uuid,
     #[schema(example = "mock-test-1")]
     pub instance_id: String,
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime)]
-    pub timestamp: DateTime<Utc>,
+    pub timestamp: ApiTime,
     pub cpu_utilization: f64,
     pub memory_usage: Option<f64>,
     pub network_in: Option<i64>,
@@ -213,9 +201,8 @@ pub struct SimulateProlongedResponse {
 /// One of the metrics a prolonged simulation created.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SampleMetricView {
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime)]
-    pub timestamp: DateTime<Utc>,
+    pub timestamp: ApiTime,
     #[schema(example = 95.0)]
     pub cpu_utilization: f64,
     #[schema(example = 50.0)]
@@ -261,7 +248,7 @@ pub async fn simulate(
                 metric: SimulatedMetricView {
                     id: m.id,
                     instance_id: instance.instance_id,
-                    timestamp: m.timestamp,
+                    timestamp: m.timestamp.into(),
                     cpu_utilization: m.cpu_utilization,
                     memory_usage: m.memory_usage,
                     network_in: m.network_in,
@@ -279,7 +266,7 @@ pub async fn simulate(
                     .iter()
                     .take(3)
                     .map(|m| SampleMetricView {
-                        timestamp: m.timestamp,
+                        timestamp: m.timestamp.into(),
                         cpu_utilization: m.cpu_utilization,
                         memory_usage: m.memory_usage,
                     })

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -15,6 +15,7 @@ use super::extract::{ApiJson, AuthUser};
 use super::instances::owned_instance;
 use super::page::{LimitQuery, parse_limit};
 use super::route::{ApiRouter, Endpoints};
+use super::time::ApiTime;
 use super::{ApiError, AppState};
 use crate::actuate::reconcile::ActuationRecord;
 use crate::actuate::target::{OnDrift, TargetMode, Workload};
@@ -51,9 +52,8 @@ pub struct TargetStatus {
     /// What it is asked to have (its desired capacity, `spec.replicas`).
     #[schema(example = 3)]
     pub observed_desired_capacity: Option<i32>,
-    #[serde(with = "super::time::option")]
     #[schema(value_type = Option<String>, format = DateTime, example = "2026-01-22T05:21:00.123456Z")]
-    pub observed_at: Option<DateTime<Utc>>,
+    pub observed_at: Option<ApiTime>,
     /// The group's MinSize and MaxSize (none for Kubernetes).
     #[schema(example = 1)]
     pub min_capacity: Option<i32>,
@@ -65,9 +65,8 @@ pub struct TargetStatus {
     pub message: Option<String>,
     /// Consecutive transient failures being retried.
     pub attempts: i32,
-    #[serde(with = "super::time::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<ApiTime>,
 }
 
 /// An instance's scale target.
@@ -95,13 +94,13 @@ fn response(instance_id: String, t: ScaleTarget) -> TargetResponse {
             applied_capacity: p.applied_capacity,
             observed_capacity: p.observed_capacity,
             observed_desired_capacity: p.observed_desired,
-            observed_at: p.observed_at,
+            observed_at: p.observed_at.map(ApiTime),
             min_capacity: p.min_capacity,
             max_capacity: p.max_capacity,
             limited: p.limited,
             message: p.message,
             attempts: p.attempts,
-            next_attempt_at: p.next_attempt_at,
+            next_attempt_at: p.next_attempt_at.map(ApiTime),
         },
     }
 }
@@ -155,13 +154,11 @@ pub struct TargetSizing {
 fn refused(e: CloudError) -> ApiError {
     match e.failure {
         Failure::NotFound | Failure::Invalid | Failure::NotConfigured => {
-            ApiError::bad_request(e.message)
+            ApiError::cloud_rejected(e.message)
         }
-        Failure::Denied => {
-            ApiError::BadGateway(format!("The cloud refused our credentials: {}", e.message))
-        }
+        Failure::Denied => ApiError::cloud_denied(&e.message),
         Failure::Throttled | Failure::Unavailable | Failure::Contention | Failure::Busy => {
-            ApiError::BadGateway(format!("The cloud API could not be reached: {}", e.message))
+            ApiError::cloud_unreachable(&e.message)
         }
     }
 }
@@ -190,11 +187,11 @@ pub async fn put_target(
 ) -> Result<Json<TargetResponse>, ApiError> {
     let instance = owned_instance(&state, user.id, &instance_id).await?;
     let policy = Policy::resolve(&state.settings.policy, instance.policy.as_ref());
-    let spec = TargetSpec::parse(&body, policy.max_level).map_err(ApiError::bad_request)?;
+    let spec = TargetSpec::parse(&body, policy.max_level).map_err(ApiError::bad_target)?;
     let cloud = state.clouds.of(spec.target.kind()).map_err(refused)?;
     let observed = cloud.observe_one(&spec.target).await.map_err(refused)?;
     if let Some(why) = observed.refusal(&spec.target, &user.email) {
-        return Err(ApiError::bad_request(why));
+        return Err(ApiError::bad_target(why));
     }
     cloud
         .verify(&spec.target, &observed)
@@ -265,9 +262,8 @@ pub async fn delete_target(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ActuationView {
     pub id: Uuid,
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime, example = "2026-01-22T05:21:00.123456Z")]
-    pub timestamp: DateTime<Utc>,
+    pub timestamp: ApiTime,
     #[schema(example = "applied")]
     pub event: ActuationEvent,
     #[schema(example = 3)]
@@ -282,7 +278,7 @@ impl From<ActuationRecord> for ActuationView {
     fn from(r: ActuationRecord) -> Self {
         ActuationView {
             id: r.id,
-            timestamp: r.at,
+            timestamp: r.at.into(),
             event: r.event,
             desired_capacity: r.desired_capacity,
             observed_capacity: r.observed_capacity,

@@ -4,20 +4,21 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::ErrorBody;
+use super::error::{ErrorBody, OnConflict};
 use super::extract::{ApiJson, AuthUser};
 use super::instances::MessageResponse;
 use super::page::{LimitQuery, parse_limit};
 use super::route::{ApiRouter, Endpoints};
+use super::time::ApiTime;
 use super::{ApiError, AppState};
 use crate::events::{self, EventKind};
-use crate::model::{NewWebhook, Webhook, WebhookDelivery};
+use crate::model::{DeliveryStatus, NewWebhook, Webhook, WebhookDelivery};
 use crate::webhooks::{self, MAX_WEBHOOKS_PER_USER, ssrf};
 
 pub(super) fn routes() -> ApiRouter {
@@ -56,9 +57,8 @@ pub struct WebhookView {
     pub url: String,
     pub events: Vec<String>,
     pub description: Option<String>,
-    #[serde(with = "super::time")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: DateTime<Utc>,
+    pub created_at: ApiTime,
 }
 
 /// A webhook just created, with the secret its deliveries are signed with: shown
@@ -88,20 +88,18 @@ pub struct DeliveryView {
     #[schema(example = "scaling.scale_up")]
     pub event_type: String,
     pub decision_id: Option<Uuid>,
-    #[schema(example = "delivered")]
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     /// The HTTP status of the last attempt, if it got one.
     pub last_status: Option<i32>,
     /// Why the last attempt got no response.
     pub last_error: Option<String>,
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub next_attempt_at: Option<String>,
+    pub next_attempt_at: Option<ApiTime>,
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub delivered_at: Option<String>,
-    #[serde(with = "super::time")]
+    pub delivered_at: Option<ApiTime>,
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: DateTime<Utc>,
+    pub created_at: ApiTime,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -123,13 +121,9 @@ impl From<Webhook> for WebhookView {
             url: w.url,
             events: w.events,
             description: w.description,
-            created_at: w.created_at,
+            created_at: w.created_at.into(),
         }
     }
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 impl From<WebhookDelivery> for DeliveryView {
@@ -142,9 +136,9 @@ impl From<WebhookDelivery> for DeliveryView {
             attempts: d.attempts,
             last_status: d.last_status,
             last_error: d.last_error,
-            next_attempt_at: d.next_attempt_at.map(rfc3339),
-            delivered_at: d.delivered_at.map(rfc3339),
-            created_at: d.created_at,
+            next_attempt_at: d.next_attempt_at.map(ApiTime),
+            delivered_at: d.delivered_at.map(ApiTime),
+            created_at: d.created_at.into(),
         }
     }
 }
@@ -153,11 +147,7 @@ impl From<WebhookDelivery> for DeliveryView {
 fn parse_events(events: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
     let events =
         events.unwrap_or_else(|| EventKind::DEFAULT.map(|k| k.as_str().to_owned()).to_vec());
-    let bad = || {
-        ApiError::bad_request(
-            "events must be a non-empty list of scale_up, scale_down, actuation_applied, actuation_failed, actuation_drift",
-        )
-    };
+    let bad = || ApiError::bad_events();
     if events.is_empty() {
         return Err(bad());
     }
@@ -203,11 +193,9 @@ pub async fn create_webhook(
         .url
         .map(|u| u.trim().to_owned())
         .filter(|u| !u.is_empty())
-        .ok_or_else(|| ApiError::bad_request("url is required"))?;
+        .ok_or_else(ApiError::url_required)?;
     if url.len() > MAX_URL_LEN {
-        return Err(ApiError::bad_request(format!(
-            "url must be at most {MAX_URL_LEN} characters"
-        )));
+        return Err(ApiError::url_too_long(MAX_URL_LEN));
     }
     let events = parse_events(body.events)?;
     let description = body
@@ -218,13 +206,11 @@ pub async fn create_webhook(
         .as_ref()
         .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_LEN)
     {
-        return Err(ApiError::bad_request(format!(
-            "description must be at most {MAX_DESCRIPTION_LEN} characters"
-        )));
+        return Err(ApiError::description_too_long(MAX_DESCRIPTION_LEN));
     }
     let url = ssrf::check_url(&url, state.settings.webhook_allow_private_networks)
         .await
-        .map_err(ApiError::BadRequest)?;
+        .map_err(ApiError::bad_webhook_url)?;
     let new = NewWebhook {
         user_id: user.id,
         url: url.to_string(),
@@ -235,12 +221,10 @@ pub async fn create_webhook(
     let created = state
         .store
         .create_webhook(&new, MAX_WEBHOOKS_PER_USER)
-        .await?
-        .ok_or_else(|| {
-            ApiError::Conflict(format!(
-                "A user can have at most {MAX_WEBHOOKS_PER_USER} webhooks; delete one first"
-            ))
-        })?;
+        .await
+        // Gone: the token's user was deleted meanwhile.
+        .on_gone(ApiError::invalid_token)?
+        .ok_or_else(|| ApiError::too_many_webhooks(MAX_WEBHOOKS_PER_USER))?;
     let secret = created.secret.expose().to_owned();
     Ok((
         StatusCode::CREATED,
@@ -338,7 +322,8 @@ pub async fn test_webhook(
     let event_id = state
         .store
         .queue_webhook_event(webhook.id, events::PING, &payload, now)
-        .await?;
+        .await
+        .on_gone(ApiError::webhook_not_found)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(PingQueuedResponse {

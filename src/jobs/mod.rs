@@ -1,4 +1,5 @@
-//! The background loops: metric collection, scaling decisions and retention.
+//! The background loops, all run by [`every`]: metric collection, scaling
+//! decisions, retention, actuation and webhook delivery.
 //!
 //! Ticks are aligned to wall-clock multiples of their interval and named by their
 //! start (`slot`, in Unix seconds). Each tick claims its instances in batches
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::BoxFuture;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
@@ -27,7 +29,8 @@ use crate::policy::{Policy, PolicyMode};
 use crate::scaling::record::ScalingOutcome;
 use crate::scaling::{Decision, Sample};
 use crate::signals::{Signals, TickOutcome};
-use crate::store::{Collection, Retention, Scaling, Store, StoreResult, Targets};
+use crate::store::{Collection, Retention, Scaling, Store, StoreResult, Targets, WebhookOutbox};
+use crate::webhooks::{self, Deliverer};
 
 /// Instances claimed, read and written per round trip.
 pub const BATCH_SIZE: i64 = 1000;
@@ -244,6 +247,8 @@ pub struct Jobs {
     pub signals: Arc<Signals>,
     /// The scale-target worker's clouds, limits and timing.
     pub actuator: Arc<actuation::Actuator>,
+    /// Sends the webhook outbox's events.
+    pub deliverer: Deliverer,
 }
 
 /// How often the actuation worker looks for due targets: a decision reaches its
@@ -329,42 +334,102 @@ impl Jobs {
         Ok(())
     }
 
-    /// Starts the loops; they stop, each after its in-flight tick, once `cancel` fires.
+    /// Starts the loops; they stop, each after its in-flight ticks, once `cancel` fires.
     pub fn spawn(self, cancel: CancellationToken) -> Vec<JoinHandle<()>> {
         let jobs = Arc::new(self);
+        let job = |tick: fn(Arc<Jobs>, DateTime<Utc>) -> BoxFuture<'static, StoreResult<()>>| {
+            let jobs = jobs.clone();
+            move |now| tick(jobs.clone(), now)
+        };
+        let signals = &jobs.signals;
         vec![
             every(
-                jobs.metrics_interval,
-                "collection",
-                &jobs,
+                Schedule::one_at_a_time("collection", jobs.metrics_interval),
+                signals,
                 &cancel,
-                |j, now| Box::pin(j.collect(now)),
+                job(|j, now| Box::pin(j.collect(now))),
             ),
             every(
-                jobs.scaling_interval,
-                "scaling",
-                &jobs,
+                Schedule::one_at_a_time("scaling", jobs.scaling_interval),
+                signals,
                 &cancel,
-                |j, now| Box::pin(j.scale(now)),
+                job(|j, now| Box::pin(j.scale(now))),
             ),
-            every(RETENTION_INTERVAL, "retention", &jobs, &cancel, |j, now| {
-                Box::pin(j.retain(now))
-            }),
-            every(ACTUATION_POLL, "actuation", &jobs, &cancel, |j, now| {
-                Box::pin(j.actuate(now))
-            }),
+            every(
+                Schedule::one_at_a_time("retention", RETENTION_INTERVAL),
+                signals,
+                &cancel,
+                job(|j, now| Box::pin(j.retain(now))),
+            ),
+            every(
+                Schedule::one_at_a_time("actuation", ACTUATION_POLL),
+                signals,
+                &cancel,
+                job(|j, now| Box::pin(j.actuate(now))),
+            ),
+            spawn_webhook_delivery(
+                jobs.store.clone(),
+                jobs.deliverer.clone(),
+                signals.clone(),
+                &cancel,
+            ),
         ]
     }
 }
 
-/// One tick of a job, started at the given time; it records its figures on the
-/// current span.
-type Tick = fn(Arc<Jobs>, DateTime<Utc>) -> BoxFuture<'static, StoreResult<()>>;
+/// The webhook delivery loop: a tick every [`webhooks::POLL_INTERVAL`], up to
+/// [`webhooks::CONCURRENT_TICKS`] at once (a slow receiver does not hold up the
+/// next claim). Public so the webhook benchmark runs the loop the service runs.
+pub fn spawn_webhook_delivery(
+    store: Arc<dyn WebhookOutbox>,
+    deliverer: Deliverer,
+    signals: Arc<Signals>,
+    cancel: &CancellationToken,
+) -> JoinHandle<()> {
+    let schedule = Schedule {
+        job: "webhook_delivery",
+        interval: webhooks::POLL_INTERVAL,
+        concurrency: webhooks::CONCURRENT_TICKS,
+    };
+    every(schedule, &signals, cancel, move |now| {
+        let (store, deliverer) = (store.clone(), deliverer.clone());
+        Box::pin(async move {
+            let report = webhooks::run_delivery_tick(store.as_ref(), &deliverer, now).await?;
+            let span = Span::current();
+            span.record("delivered", report.delivered);
+            span.record("retrying", report.retrying);
+            span.record("failed", report.failed);
+            Ok(())
+        })
+    })
+}
+
+/// When and how a loop runs its job's ticks.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// The `job` label of its ticks' metrics and spans.
+    pub job: &'static str,
+    pub interval: Duration,
+    /// Ticks that may run at once; a boundary that finds them all busy is skipped.
+    pub concurrency: usize,
+}
+
+impl Schedule {
+    /// A job whose next tick waits for the last (the claim-by-slot jobs).
+    pub fn one_at_a_time(job: &'static str, interval: Duration) -> Self {
+        Schedule {
+            job,
+            interval,
+            concurrency: 1,
+        }
+    }
+}
 
 /// The span one tick of `job` runs in. The tick records the figures that apply
 /// to it: `instances` claimed, `rows` written (metrics or decisions), `errors`
 /// (failed collections), `actions` and `dry_runs` (scaling), `deleted`
-/// (retention); the loop records `took_ms`.
+/// (retention), `delivered`, `retrying` and `failed` (webhook delivery); the loop
+/// records `took_ms`.
 fn tick_span(job: &'static str, slot: i64) -> Span {
     tracing::info_span!(
         "tick",
@@ -376,22 +441,36 @@ fn tick_span(job: &'static str, slot: i64) -> Span {
         actions = Empty,
         dry_runs = Empty,
         deleted = Empty,
+        delivered = Empty,
+        retrying = Empty,
+        failed = Empty,
         took_ms = Empty,
     )
 }
 
-/// Runs `tick` at every wall-clock multiple of `interval` until `cancel` fires. A
-/// tick that overruns makes the loop skip the boundaries it missed rather than
-/// pile up; a failed tick is logged and the loop goes on.
-fn every(
-    interval: Duration,
-    name: &'static str,
-    jobs: &Arc<Jobs>,
+/// The one loop runner: runs `tick` at every wall-clock multiple of the schedule's
+/// interval until `cancel` fires, then waits for the ticks in flight. A boundary
+/// that finds `concurrency` ticks still running is skipped rather than piled up;
+/// a failed tick is logged and the loop goes on. Every tick's outcome and duration
+/// go to `autoscaler_job_ticks_total` / `_seconds` under the job's name.
+pub fn every<F>(
+    schedule: Schedule,
+    signals: &Arc<Signals>,
     cancel: &CancellationToken,
-    tick: Tick,
-) -> JoinHandle<()> {
-    let (jobs, cancel) = (jobs.clone(), cancel.clone());
+    tick: F,
+) -> JoinHandle<()>
+where
+    F: Fn(DateTime<Utc>) -> BoxFuture<'static, StoreResult<()>> + Send + Sync + 'static,
+{
+    let (signals, cancel) = (signals.clone(), cancel.clone());
+    let Schedule {
+        job,
+        interval,
+        concurrency,
+    } = schedule;
+    let concurrency = concurrency.max(1);
     tokio::spawn(async move {
+        let running = Arc::new(Semaphore::new(concurrency));
         let period = interval.as_millis().max(1) as i64;
         loop {
             let now_ms = Utc::now().timestamp_millis();
@@ -400,23 +479,38 @@ fn every(
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
             }
-            let started = std::time::Instant::now();
-            let now = Utc::now();
-            let span = tick_span(name, slot_of(now, interval));
-            let result = tick(jobs.clone(), now).instrument(span.clone()).await;
-            let took = started.elapsed();
-            let outcome = match &result {
-                Ok(_) => TickOutcome::Ok,
-                Err(_) => TickOutcome::Error,
+            let Ok(permit) = running.clone().try_acquire_owned() else {
+                continue;
             };
-            jobs.signals.record_tick(name, outcome, took);
-            span.record("took_ms", took.as_millis() as u64);
-            span.in_scope(|| match result {
-                Ok(()) => tracing::debug!("tick done"),
-                Err(e) => tracing::error!(error = %e, "tick failed; will retry next tick"),
-            });
+            let now = Utc::now();
+            let span = tick_span(job, slot_of(now, interval));
+            let run = tick(now);
+            let signals = signals.clone();
+            let run = async move {
+                let started = std::time::Instant::now();
+                let result = run.instrument(span.clone()).await;
+                let took = started.elapsed();
+                let outcome = match &result {
+                    Ok(_) => TickOutcome::Ok,
+                    Err(_) => TickOutcome::Error,
+                };
+                signals.record_tick(job, outcome, took);
+                span.record("took_ms", took.as_millis() as u64);
+                span.in_scope(|| match result {
+                    Ok(()) => tracing::debug!("tick done"),
+                    Err(e) => tracing::error!(error = %e, "tick failed; will retry next tick"),
+                });
+                drop(permit);
+            };
+            if concurrency == 1 {
+                run.await;
+            } else {
+                tokio::spawn(run);
+            }
         }
-        tracing::info!(job = name, "stopped");
+        // Ticks in flight finish (and are recorded) before shutdown completes.
+        let _ = running.acquire_many(concurrency as u32).await;
+        tracing::info!(job, "stopped");
     })
 }
 

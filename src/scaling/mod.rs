@@ -20,9 +20,9 @@
 use std::fmt::Write as _;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::model::Decision;
 use crate::model::OutlierType;
 
 mod iqr;
@@ -60,36 +60,6 @@ pub struct Sample {
     pub network_out: Option<f64>,
     /// Already flagged as an outlier by an earlier decision.
     pub is_outlier: bool,
-}
-
-/// The outcome of one evaluation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    ScaleUp,
-    ScaleDown,
-    NoAction,
-}
-
-impl Decision {
-    /// The stored and API spelling (`scale_up`, `scale_down`, `no_action`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::ScaleUp => "scale_up",
-            Decision::ScaleDown => "scale_down",
-            Decision::NoAction => "no_action",
-        }
-    }
-
-    /// The inverse of [`Decision::as_str`].
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "scale_up" => Some(Decision::ScaleUp),
-            "scale_down" => Some(Decision::ScaleDown),
-            "no_action" => Some(Decision::NoAction),
-            _ => None,
-        }
-    }
 }
 
 /// Weighted IQR votes of the newest sample (see [`VoteWeights`]).

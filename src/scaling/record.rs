@@ -100,7 +100,7 @@ impl ScalingOutcome {
             memory_usage: latest.and_then(|s| s.memory),
             network_in: latest.and_then(|s| s.network_in).map(|v| v.round() as i64),
             network_out: latest.and_then(|s| s.network_out).map(|v| v.round() as i64),
-            decision: self.evaluation.decision.as_str().to_owned(),
+            decision: self.evaluation.decision,
             reason: self.evaluation.reason.clone(),
             level_before: self.level_before,
             level_after: self.evaluation.new_level,
@@ -302,7 +302,7 @@ impl ScalingWrites {
             memory_usage: None,
             network_in: None,
             network_out: None,
-            decision: decision.as_str().to_owned(),
+            decision,
             reason: reason.to_owned(),
             level_before: before,
             level_after: after,
@@ -327,9 +327,9 @@ impl ScalingWrites {
 /// (the batch's last for it) as `last_decision`, and how many there are, which its
 /// `decision_count` goes up by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LatestDecision<'a> {
+pub struct LatestDecision {
     pub instance: Uuid,
-    pub decision: &'a str,
+    pub decision: Decision,
     pub rows: i64,
 }
 
@@ -337,20 +337,20 @@ pub struct LatestDecision<'a> {
 /// first appear: two rows for one instance count twice and leave the later one.
 pub fn latest_decisions<'a>(
     rows: impl IntoIterator<Item = &'a DecisionRecord>,
-) -> Vec<LatestDecision<'a>> {
-    let mut latest: Vec<LatestDecision<'a>> = Vec::new();
+) -> Vec<LatestDecision> {
+    let mut latest: Vec<LatestDecision> = Vec::new();
     let mut at = std::collections::HashMap::<Uuid, usize>::new();
     for row in rows {
         match at.get(&row.instance) {
             Some(&i) => {
-                latest[i].decision = &row.decision;
+                latest[i].decision = row.decision;
                 latest[i].rows += 1;
             }
             None => {
                 at.insert(row.instance, latest.len());
                 latest.push(LatestDecision {
                     instance: row.instance,
-                    decision: &row.decision,
+                    decision: row.decision,
                     rows: 1,
                 });
             }
@@ -411,8 +411,8 @@ mod tests {
         assert_eq!(rest.decisions.len(), 1);
         let row = rest.decisions[0];
         assert_eq!(
-            (row.decision.as_str(), row.level_before, row.level_after),
-            ("scale_up", 2, 3)
+            (row.decision, row.level_before, row.level_after),
+            (Decision::ScaleUp, 2, 3)
         );
         assert_eq!(
             (
@@ -453,12 +453,12 @@ mod tests {
             vec![
                 LatestDecision {
                     instance: first.instance,
-                    decision: "scale_down",
+                    decision: Decision::ScaleDown,
                     rows: 2
                 },
                 LatestDecision {
                     instance: other.instance,
-                    decision: "no_action",
+                    decision: Decision::NoAction,
                     rows: 1
                 },
             ]

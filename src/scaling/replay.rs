@@ -34,14 +34,10 @@ use super::{Decision, InstanceState, Policy, Sample, capacity_for_level, judge};
 pub const MAX_ACTIONS: usize = 1000;
 
 /// One applied scale_up or scale_down.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReplayAction {
-    #[schema(value_type = String, format = DateTime)]
     pub timestamp: DateTime<Utc>,
     pub decision: Decision,
-    #[schema(
-        example = "Sustained scale up: CPU > 80% for 100.0% of last 5 minutes (Current: 93.00%)"
-    )]
     pub reason: String,
     pub level_before: i32,
     pub level_after: i32,
@@ -66,7 +62,7 @@ pub struct ReplaySummary {
 }
 
 /// The outcome of a replay.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReplayReport {
     pub ticks: u64,
     pub summary: ReplaySummary,

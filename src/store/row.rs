@@ -16,7 +16,8 @@ use super::{SeriesBucket, SeriesDecision};
 use crate::collect::{CollectTarget, SourceKind};
 use crate::events::Subscriber;
 use crate::model::{
-    DecisionRecord, DueEvent, Instance, Metric, OutlierType, User, Webhook, WebhookDelivery,
+    DecisionRecord, DeliveryStatus, DueEvent, Instance, Metric, OutlierType, User, Webhook,
+    WebhookDelivery,
 };
 use crate::scaling::record::ScalingCandidate;
 use crate::scaling::{Decision, Sample};
@@ -255,7 +256,8 @@ pub(super) struct DecisionRow {
     memory_usage: Option<f64>,
     network_in: Option<i64>,
     network_out: Option<i64>,
-    decision: String,
+    #[sqlx(try_from = "String")]
+    decision: Decision,
     reason: String,
     level_before: i32,
     level_after: i32,
@@ -356,7 +358,8 @@ impl From<SeriesRow> for SeriesBucket {
 pub(super) struct SeriesDecisionRow {
     id: Id,
     ts: Time,
-    decision: String,
+    #[sqlx(try_from = "String")]
+    decision: Decision,
     reason: String,
     level_before: i32,
     level_after: i32,
@@ -406,7 +409,8 @@ pub(super) struct DeliveryRow {
     id: Id,
     event_type: String,
     decision: Option<Id>,
-    status: String,
+    #[sqlx(try_from = "String")]
+    status: DeliveryStatus,
     attempts: i32,
     last_status: Option<i32>,
     last_error: Option<String>,
@@ -417,7 +421,7 @@ pub(super) struct DeliveryRow {
 
 impl From<DeliveryRow> for WebhookDelivery {
     fn from(r: DeliveryRow) -> Self {
-        let pending = r.status == "pending";
+        let pending = r.status == DeliveryStatus::Pending;
         WebhookDelivery {
             id: r.id.0,
             event_type: r.event_type,

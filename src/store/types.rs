@@ -91,7 +91,7 @@ pub struct SeriesBucket {
 pub struct SeriesDecision {
     pub id: Uuid,
     pub timestamp: DateTime<Utc>,
-    pub decision: String,
+    pub decision: crate::model::Decision,
     pub reason: String,
     pub level_before: i32,
     pub level_after: i32,

@@ -11,7 +11,7 @@
 pub mod ssrf;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -20,11 +20,9 @@ use futures::StreamExt;
 use hmac::{Hmac, KeyInit, Mac};
 use rand::RngExt;
 use sha2::Sha256;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-use crate::model::{DeliveryAttempt, DueEvent};
-use crate::signals::{Signals, TickOutcome};
+use crate::model::{DeliveryAttempt, DeliveryStatus, DueEvent};
+use crate::signals::Signals;
 use crate::store::{StoreResult, WebhookOutbox};
 
 /// Most webhooks one user may have.
@@ -123,7 +121,7 @@ impl Deliverer {
             return DeliveryAttempt {
                 id: event.id,
                 attempt: event.attempt,
-                status: "delivered",
+                status: DeliveryStatus::Delivered,
                 last_status,
                 last_error,
                 next_attempt_at: now,
@@ -132,11 +130,11 @@ impl Deliverer {
         }
         let jitter = rand::rng().random_range(0.8..1.2);
         let (status, next) = match next_attempt_at(event.attempt, now, event.created_at, jitter) {
-            Some(next) => ("pending", next),
-            None => ("failed", now),
+            Some(next) => (DeliveryStatus::Pending, next),
+            None => (DeliveryStatus::Failed, now),
         };
         self.signals.record_webhook_delivery(match status {
-            "pending" => "retrying",
+            DeliveryStatus::Pending => "retrying",
             _ => "failed",
         });
         DeliveryAttempt {
@@ -213,9 +211,9 @@ pub async fn run_delivery_tick(
             .await;
         for o in &outcomes {
             match o.status {
-                "delivered" => report.delivered += 1,
-                "pending" => report.retrying += 1,
-                _ => report.failed += 1,
+                DeliveryStatus::Delivered => report.delivered += 1,
+                DeliveryStatus::Pending => report.retrying += 1,
+                DeliveryStatus::Failed => report.failed += 1,
             }
         }
         store.record_webhook_attempts(&outcomes).await?;
@@ -231,61 +229,6 @@ pub async fn run_delivery_tick(
 /// events within a poll interval. Claims lease their events, so concurrent ticks
 /// share work exactly as replicas do.
 pub const CONCURRENT_TICKS: usize = 4;
-
-/// Starts a delivery tick every [`POLL_INTERVAL`] (while fewer than
-/// [`CONCURRENT_TICKS`] are running) until `cancel` fires, then lets the running
-/// ones finish.
-pub fn spawn_delivery(
-    store: Arc<dyn WebhookOutbox>,
-    deliverer: Deliverer,
-    signals: Arc<Signals>,
-    cancel: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let running = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_TICKS));
-        let mut interval = tokio::time::interval(POLL_INTERVAL);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = interval.tick() => {}
-            }
-            let Ok(permit) = running.clone().try_acquire_owned() else {
-                continue;
-            };
-            let (store, deliverer, signals) = (store.clone(), deliverer.clone(), signals.clone());
-            tokio::spawn(async move {
-                let _permit = permit;
-                let started = Instant::now();
-                match run_delivery_tick(store.as_ref(), &deliverer, Utc::now()).await {
-                    Ok(report) => {
-                        signals.record_tick("webhook_delivery", TickOutcome::Ok, started.elapsed());
-                        if report != DeliveryReport::default() {
-                            tracing::debug!(
-                                job = "webhook_delivery",
-                                delivered = report.delivered,
-                                retrying = report.retrying,
-                                failed = report.failed,
-                                "webhooks sent"
-                            );
-                        }
-                    }
-                    Err(e) => {
-                        signals.record_tick(
-                            "webhook_delivery",
-                            TickOutcome::Error,
-                            started.elapsed(),
-                        );
-                        tracing::error!(job = "webhook_delivery", error = %e, "tick failed; will retry next tick");
-                    }
-                }
-            });
-        }
-        // In-flight attempts finish (and are recorded) before shutdown completes.
-        let _ = running.acquire_many(CONCURRENT_TICKS as u32).await;
-        tracing::info!(job = "webhook_delivery", "stopped");
-    })
-}
 
 #[cfg(test)]
 mod tests {

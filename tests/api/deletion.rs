@@ -1,7 +1,7 @@
 //! Deleting instances, and replacing an instance's metrics all or nothing.
 
 use autoscaler::collect::CollectionStatus;
-use autoscaler::model::{MetricSource, NewMetric};
+use autoscaler::model::{NewMetric, SampleSource};
 use autoscaler::scaling::record::ScalingOutcome;
 use autoscaler::scaling::{Decision, Evaluation, Votes};
 use autoscaler::testing::TestReads;
@@ -28,7 +28,7 @@ fn metric(instance: Uuid, seconds_ago: i64, cpu: f64) -> NewMetric {
         memory_usage: Some(40.0),
         network_in: None,
         network_out: None,
-        source: MetricSource::Simulated,
+        source: SampleSource::Simulated,
     }
 }
 

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use autoscaler::collect::mock::MockSource;
 use autoscaler::collect::{CollectTarget, Collected, MetricSource, SourceKind, Sources};
 use autoscaler::jobs::{run_collection_tick, run_retention_tick, run_scaling_tick};
-use autoscaler::model::{MetricSource as Source, NewMetric};
+use autoscaler::model::{Decision, NewMetric, SampleSource as Source};
 use autoscaler::store::PoolSettings;
 use autoscaler::testing::TestReads;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -216,7 +216,7 @@ on_both_databases! {
         }
         let decisions = app.store.recent_decisions(id, 100).await.unwrap();
         assert_eq!(decisions.len(), 1, "{decisions:?}");
-        assert_eq!(decisions[0].decision, "no_action");
+        assert_eq!(decisions[0].decision, Decision::NoAction);
         let (_, body) = app.get("/api/instances/", &token).await;
         assert_eq!(body["instances"][0]["current_scale_level"], 1);
     }

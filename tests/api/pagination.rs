@@ -216,7 +216,7 @@ on_both_databases! {
                 memory_usage: None,
                 network_in: None,
                 network_out: None,
-                source: autoscaler::model::MetricSource::Simulated,
+                source: autoscaler::model::SampleSource::Simulated,
             })
             .collect();
         app.store.insert_metrics(&old).await.unwrap();

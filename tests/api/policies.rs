@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use autoscaler::jobs::run_scaling_tick;
-use autoscaler::model::{MetricSource, NewMetric};
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use autoscaler::model::{NewMetric, SampleSource};
+use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -57,7 +57,7 @@ fn samples(
             memory_usage: Some(50.0),
             network_in: None,
             network_out: None,
-            source: MetricSource::Simulated,
+            source: SampleSource::Simulated,
         })
         .collect()
 }
@@ -245,7 +245,7 @@ on_both_databases! {
                              "seconds_at_level": {"2": 3600}, "capacity_hours": 1.5, "overload_seconds": 0});
         assert_eq!(
             body,
-            json!({"instance_id": "mock-1", "from": "2026-11-01T00:00:00Z", "to": "2026-11-01T01:00:00Z",
+            json!({"instance_id": "mock-1", "from": "2026-11-01T00:00:00.000000Z", "to": "2026-11-01T01:00:00.000000Z",
                    "interval_seconds": 15, "ticks": 240, "policy": defaults(), "summary": summary,
                    "baseline": summary, "actions": [], "actions_truncated": false})
         );
@@ -287,7 +287,7 @@ on_both_databases! {
                     memory_usage: Some(if i % 13 == 0 { 60.0 } else { 15.0 }),
                     network_in: Some(1_000_000 + 1_000 * (i % 17)),
                     network_out: Some(500_000),
-                    source: MetricSource::Simulated,
+                    source: SampleSource::Simulated,
                 }
             })
             .collect();
@@ -313,6 +313,18 @@ on_both_databases! {
             .await;
 
         assert_eq!(status, StatusCode::OK, "{body}");
+        // Every time in the API's one format: RFC 3339, six fractional digits, Z.
+        let times = [&body["from"], &body["to"]].into_iter()
+            .chain(body["actions"].as_array().unwrap().iter().map(|a| &a["timestamp"]));
+        for t in times {
+            let t = t.as_str().unwrap();
+            let fraction = t.get(19..26).unwrap_or_default();
+            assert!(
+                t.len() == 27 && t.ends_with('Z') && fraction.starts_with('.') && fraction[1..].bytes().all(|b| b.is_ascii_digit()),
+                "{t} is not in the API's time format"
+            );
+        }
+        assert_eq!(body["from"], json!(from.to_rfc3339_opts(SecondsFormat::Micros, true)));
         let replayed: Vec<Value> = body["actions"].as_array().unwrap().iter()
             .map(|a| json!([a["timestamp"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap(),
                             a["decision"], a["reason"], a["level_before"], a["level_after"]]))

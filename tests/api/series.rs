@@ -1,6 +1,6 @@
 //! The chart data: `GET /api/metrics/{instance_id}/series`.
 
-use autoscaler::model::{MetricSource, NewMetric};
+use autoscaler::model::{NewMetric, SampleSource};
 use autoscaler::scaling::record::ScalingOutcome;
 use autoscaler::scaling::{Decision, Evaluation, Votes};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -36,7 +36,7 @@ fn sample(
         memory_usage: memory,
         network_in,
         network_out: None,
-        source: MetricSource::Simulated,
+        source: SampleSource::Simulated,
     }
 }
 

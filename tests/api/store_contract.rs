@@ -1,7 +1,7 @@
 //! The storage contract, run against both stores through `app.store`.
 
 use autoscaler::collect::CollectionStatus;
-use autoscaler::model::{MetricSource, NewMetric};
+use autoscaler::model::{NewMetric, SampleSource};
 use autoscaler::scaling::record::{ScalingCandidate, ScalingOutcome};
 use autoscaler::scaling::{Decision, Evaluation, Votes};
 use autoscaler::store::{InstanceCounts, NewInstance, PageRequest, Store, StoreError};
@@ -41,7 +41,7 @@ fn metric(instance: Uuid, timestamp: DateTime<Utc>, cpu: f64) -> NewMetric {
         memory_usage: Some(50.0),
         network_in: Some(1000),
         network_out: None,
-        source: MetricSource::Simulated,
+        source: SampleSource::Simulated,
     }
 }
 
@@ -594,7 +594,7 @@ on_both_databases! {
         );
         let t = now();
         let cloudwatch = |instance, secs| NewMetric {
-            source: MetricSource::CloudWatch,
+            source: SampleSource::CloudWatch,
             ..metric(instance, t - TimeDelta::seconds(secs), 50.0)
         };
         let status = |instance| CollectionStatus { instance, last_collected_at: Some(t), error: None };

@@ -650,7 +650,7 @@ async fn kubectl_speaks_to_the_fake() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: run by hand"]
 async fn a_thousand_targets_changed_in_one_tick_are_all_written() {
-    use autoscaler::model::{MetricSource, NewMetric};
+    use autoscaler::model::{NewMetric, SampleSource};
     use autoscaler::store::NewInstance;
     for db in [Db::Sqlite, Db::Postgres] {
         let Some(f) = fleet(db).await else { continue };
@@ -690,7 +690,7 @@ async fn a_thousand_targets_changed_in_one_tick_are_all_written() {
                 memory_usage: Some(50.0),
                 network_in: None,
                 network_out: None,
-                source: MetricSource::Simulated,
+                source: SampleSource::Simulated,
             }));
         }
         store.insert_metrics(&metrics).await.unwrap();

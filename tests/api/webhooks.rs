@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use autoscaler::jobs::run_scaling_tick;
-use autoscaler::model::{MetricSource, NewMetric};
+use autoscaler::model::{NewMetric, SampleSource};
 use autoscaler::signals::Signals;
 use autoscaler::testing::TestReads;
 use autoscaler::webhooks::{Deliverer, DeliveryReport, run_delivery_tick};
@@ -354,7 +354,7 @@ on_both_databases_private_ok! {
                 memory_usage: Some(10.0),
                 network_in: None,
                 network_out: None,
-                source: MetricSource::Simulated,
+                source: SampleSource::Simulated,
             })
             .collect();
         app.store.insert_metrics(&idle).await.unwrap();
@@ -627,7 +627,7 @@ async fn bytes_of_one_decision(db: Db) -> Option<String> {
             memory_usage: Some(50.5),
             network_in: Some(1_000),
             network_out: None,
-            source: MetricSource::Simulated,
+            source: SampleSource::Simulated,
         })
         .collect();
     app.store.insert_metrics(&samples).await.unwrap();

@@ -53,7 +53,7 @@ async fn change_levels(
 async fn set_latest_decisions(
     tx: &mut sqlx::PgConnection,
     _: &Locked,
-    latest: &[LatestDecision<'_>],
+    latest: &[LatestDecision],
 ) -> StoreResult<()> {
     sqlx::query(
         "UPDATE instances i SET last_decision = u.d, decision_count = i.decision_count + u.n
@@ -61,7 +61,12 @@ async fn set_latest_decisions(
          WHERE i.id = u.id AND i.id = ANY($1)",
     )
     .bind(latest.iter().map(|l| l.instance).collect::<Vec<_>>())
-    .bind(latest.iter().map(|l| l.decision).collect::<Vec<_>>())
+    .bind(
+        latest
+            .iter()
+            .map(|l| l.decision.as_str())
+            .collect::<Vec<_>>(),
+    )
     .bind(latest.iter().map(|l| l.rows).collect::<Vec<_>>())
     .execute(tx)
     .await?;

@@ -202,7 +202,7 @@ impl WebhookOutbox for PostgresStore {
         }
         let ids: Vec<Uuid> = attempts.iter().map(|a| a.id).collect();
         let numbers: Vec<i32> = attempts.iter().map(|a| a.attempt).collect();
-        let statuses: Vec<&str> = attempts.iter().map(|a| a.status).collect();
+        let statuses: Vec<&str> = attempts.iter().map(|a| a.status.as_str()).collect();
         let codes: Vec<Option<i32>> = attempts.iter().map(|a| a.last_status).collect();
         let errors: Vec<Option<&str>> = attempts.iter().map(|a| a.last_error.as_deref()).collect();
         let next: Vec<DateTime<Utc>> = attempts.iter().map(|a| a.next_attempt_at).collect();

@@ -144,7 +144,7 @@ impl Scaling for SqliteStore {
                         d.memory_usage,
                         d.network_in,
                         d.network_out,
-                        d.decision,
+                        d.decision.as_str(),
                         d.reason,
                         d.level_before,
                         d.level_after,
@@ -172,7 +172,7 @@ impl Scaling for SqliteStore {
             // to each target); the rows are counted by trigger.
             let latest: Vec<serde_json::Value> = latest_decisions(rest.decisions.iter().copied())
                 .iter()
-                .map(|l| json!([l.instance.to_string(), l.decision]))
+                .map(|l| json!([l.instance.to_string(), l.decision.as_str()]))
                 .collect();
             sqlx::query(
                 "UPDATE instances SET last_decision = u.d

@@ -202,7 +202,7 @@ impl WebhookOutbox for SqliteStore {
                 json!([
                     a.id.to_string(),
                     a.attempt,
-                    a.status,
+                    a.status.as_str(),
                     a.last_status,
                     a.last_error,
                     micros(a.next_attempt_at),
