@@ -22,6 +22,7 @@ use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::jobs::Jobs;
 use crate::jobs::actuation::{self, Actuator, WriteLimiter};
+pub use crate::secret::redact;
 use crate::signals::Signals;
 use crate::store::{self, PoolSettings, Store};
 use crate::webhooks::Deliverer;
@@ -264,20 +265,6 @@ fn is_transient(err: &anyhow::Error) -> bool {
             // 57P03: the server is starting up.
             .is_some_and(|code| code == "57P03")
     })
-}
-
-/// The URL without its password, for logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// The JWT secret: from `JWT_SECRET_KEY`, or on SQLite a random one kept in a file

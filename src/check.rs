@@ -14,8 +14,8 @@ use aws_sdk_cloudwatch::config::ProvideCredentials;
 use sqlx::Connection;
 use sqlx::migrate::{Migrate, Migrator};
 
-use crate::app::redact;
 use crate::config::Settings;
+use crate::secret::redact;
 use crate::store::DatabaseUrl;
 
 /// How a check came out.

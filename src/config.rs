@@ -202,7 +202,7 @@ impl std::ops::Deref for SecretUrl {
 
 impl std::fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", crate::app::redact(self.0.as_str()))
+        write!(f, "{:?}", crate::secret::redact(self.0.as_str()))
     }
 }
 
