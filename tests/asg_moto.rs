@@ -19,36 +19,14 @@ use autoscaler::jobs::run_scaling_tick;
 use autoscaler::signals::Signals;
 use autoscaler::store::Store;
 use autoscaler::testing::ScratchDatabase;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_autoscaling::Client;
-use aws_sdk_autoscaling::config::Credentials;
 use aws_sdk_autoscaling::types::Tag;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 
-const REGION: &str = "us-east-1";
-
-fn moto_endpoint() -> Option<String> {
-    match std::env::var("AWS_ENDPOINT_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but AWS_ENDPOINT_URL is unset: start moto with scripts/moto.sh")
-        }
-        _ => {
-            eprintln!("skipped: set AWS_ENDPOINT_URL to a moto server (scripts/moto.sh)");
-            None
-        }
-    }
-}
-
-async fn sdk_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .load()
-        .await
-}
+#[path = "support/moto.rs"]
+mod moto;
+use moto::{REGION, moto_endpoint, sdk_config};
 
 /// A fresh group (unique name per run) with `desired` instances, MinSize 1,
 /// MaxSize 6, and `tags`.

@@ -11,41 +11,19 @@ use autoscaler::collect::cloudwatch::CloudWatchSource;
 use autoscaler::collect::{CollectTarget, MetricSource, SourceKind};
 use autoscaler::model::{NewMetric, SampleSource as Source};
 use autoscaler::testing::TestReads;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::Region;
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_cloudwatch::config::{ConfigBag, Credentials, Intercept, RuntimeComponents};
+use aws_sdk_cloudwatch::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_cloudwatch::error::BoxError;
 use aws_sdk_cloudwatch::primitives::DateTime as AwsDateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use uuid::Uuid;
 
-const REGION: &str = "us-east-1";
-
-/// moto's URL, or `None` (skip) when unset outside CI.
-fn moto_endpoint() -> Option<String> {
-    match std::env::var("AWS_ENDPOINT_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but AWS_ENDPOINT_URL is unset: start moto with scripts/moto.sh")
-        }
-        _ => {
-            eprintln!("skipped: set AWS_ENDPOINT_URL to a moto server (scripts/moto.sh)");
-            None
-        }
-    }
-}
-
-/// Fake credentials and a fixed region, so nothing depends on the machine's AWS setup.
-async fn sdk_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .load()
-        .await
-}
+#[path = "support/moto.rs"]
+mod moto;
+use moto::{REGION, moto_endpoint, sdk_config};
 
 /// A fresh EC2-shaped id (`i-` + 17 hex digits), unique per run.
 fn instance_id() -> String {
