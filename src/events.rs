@@ -173,26 +173,45 @@ pub struct Subscriber {
     pub events: Vec<String>,
 }
 
+/// An event that goes to the subscribed webhooks of an instance's owner: a
+/// decision's, or a scale target's (`store::ActuationNotice`).
+pub trait Outbound {
+    fn instance(&self) -> Uuid;
+    fn kind(&self) -> EventKind;
+}
+
+impl Outbound for DecisionEvent {
+    fn instance(&self) -> Uuid {
+        self.instance
+    }
+    fn kind(&self) -> EventKind {
+        self.kind
+    }
+}
+
 /// One outbox row: `event` for `webhook`, under an id of its own (the
 /// `webhook-id` header, the same on every attempt).
 #[derive(Debug, Clone, PartialEq)]
-pub struct OutboxRow<'a> {
+pub struct OutboxRow<'a, E = DecisionEvent> {
     pub id: Uuid,
     pub webhook: Uuid,
-    pub event: &'a DecisionEvent,
+    pub event: &'a E,
 }
 
 /// The outbox rows of `events`: one per event and subscribing webhook of its
 /// instance's owner, each with a time-ordered id.
-pub fn fan_out<'a>(events: &[&'a DecisionEvent], subscribers: &[Subscriber]) -> Vec<OutboxRow<'a>> {
+pub fn fan_out<'a, E: Outbound>(
+    events: &[&'a E],
+    subscribers: &[Subscriber],
+) -> Vec<OutboxRow<'a, E>> {
     events
         .iter()
         .flat_map(|&event| {
             subscribers
                 .iter()
                 .filter(move |s| {
-                    s.instance == event.instance
-                        && s.events.iter().any(|e| e == event.kind.as_str())
+                    s.instance == event.instance()
+                        && s.events.iter().any(|e| e == event.kind().as_str())
                 })
                 .map(move |s| OutboxRow {
                     id: Uuid::now_v7(),

@@ -49,6 +49,15 @@ pub struct ActuationNotice {
     pub at: DateTime<Utc>,
 }
 
+impl crate::events::Outbound for ActuationNotice {
+    fn instance(&self) -> Uuid {
+        self.instance
+    }
+    fn kind(&self) -> EventKind {
+        self.kind
+    }
+}
+
 /// The scale targets' side of the store.
 #[async_trait]
 pub trait Targets: Send + Sync {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -69,7 +69,7 @@ impl KubeFake {
             )
             .route(
                 "/apis/apps/v1/namespaces/{ns}/{resource}/{name}/scale",
-                get(get_scale).patch(patch_scale).put(put_scale),
+                get(get_scale).patch(write_scale).put(write_scale),
             )
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -306,12 +306,14 @@ fn scale_json(ns: &str, name: &str, w: &Workload) -> Value {
 
 type Key = UrlPath<(String, String, String)>;
 
-async fn get_object(
-    State(fake): State<KubeFake>,
-    UrlPath((ns, resource, name)): Key,
-    headers: HeaderMap,
+/// Answers a read of the workload at `key` with `render` of it.
+fn read(
+    fake: &KubeFake,
+    headers: &HeaderMap,
+    (ns, resource, name): (String, String, String),
+    render: impl FnOnce(&str, &str, &str, &Workload) -> Value,
 ) -> Response {
-    if let Some(r) = gate(&fake, &headers) {
+    if let Some(r) = gate(fake, headers) {
         return r;
     }
     let inner = fake.inner.lock().unwrap();
@@ -320,32 +322,34 @@ async fn get_object(
         .get(&(ns.clone(), resource.clone(), name.clone()))
     {
         Some(w) if kind_of(&resource).is_some() => {
-            axum::Json(object_json(&ns, &resource, &name, w)).into_response()
+            axum::Json(render(&ns, &resource, &name, w)).into_response()
         }
         _ => not_found(&resource, &name),
     }
 }
 
-async fn get_scale(
+async fn get_object(
     State(fake): State<KubeFake>,
-    UrlPath((ns, resource, name)): Key,
+    UrlPath(key): Key,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = gate(&fake, &headers) {
-        return r;
-    }
-    let inner = fake.inner.lock().unwrap();
-    match inner
-        .objects
-        .get(&(ns.clone(), resource.clone(), name.clone()))
-    {
-        Some(w) => axum::Json(scale_json(&ns, &name, w)).into_response(),
-        None => not_found(&resource, &name),
-    }
+    read(&fake, &headers, key, object_json)
 }
 
-async fn patch_scale(
+async fn get_scale(
     State(fake): State<KubeFake>,
+    UrlPath(key): Key,
+    headers: HeaderMap,
+) -> Response {
+    read(&fake, &headers, key, |ns, _, name, w| {
+        scale_json(ns, name, w)
+    })
+}
+
+/// A PUT or merge PATCH of the scale subresource (kubectl sends either).
+async fn write_scale(
+    State(fake): State<KubeFake>,
+    method: Method,
     UrlPath((ns, resource, name)): Key,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -358,7 +362,8 @@ async fn patch_scale(
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if !content_type.starts_with("application/merge-patch+json")
+    if method == Method::PATCH
+        && !content_type.starts_with("application/merge-patch+json")
         && !content_type.starts_with("application/strategic-merge-patch+json")
     {
         return status(
@@ -366,19 +371,6 @@ async fn patch_scale(
             "UnsupportedMediaType",
             &format!("the body of the request was in an unknown format: {content_type}"),
         );
-    }
-    write_replicas(&fake, &ns, &resource, &name, &query, &body)
-}
-
-async fn put_scale(
-    State(fake): State<KubeFake>,
-    UrlPath((ns, resource, name)): Key,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Some(r) = gate_for(&fake, &headers, !is_dry_run(&query)) {
-        return r;
     }
     write_replicas(&fake, &ns, &resource, &name, &query, &body)
 }

@@ -6,9 +6,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::webhooks::subscribers;
 use super::{Locked, PostgresStore};
 use crate::actuate::reconcile::ActuationRecord;
 use crate::actuate::{Progress, TargetSpec, TargetState, Update};
+use crate::events::fan_out;
 use crate::scaling::record::TargetLevel;
 use crate::store::targets::{
     ActuationNotice, ActuationRow, DueRow, DueTarget, ScaleTarget, TargetRow, Targets, cooldowns,
@@ -16,19 +18,8 @@ use crate::store::targets::{
 };
 use crate::store::{StoreError, StoreResult};
 
-/// The columns of outbox rows, as UNNEST binds them: id, webhook, actuation, type,
-/// payload, time.
-type OutboxColumns<'a> = (
-    Vec<Uuid>,
-    Vec<Uuid>,
-    Vec<Uuid>,
-    Vec<&'a str>,
-    Vec<&'a str>,
-    Vec<DateTime<Utc>>,
-);
-
-/// Inserts the webhook events of `notices` whose history line landed, one per
-/// subscribed webhook of the instance's owner, each with its own time-ordered id.
+/// Inserts the webhook events of `notices` whose history line landed: one per
+/// subscribed webhook of the instance's owner ([`fan_out`]), as decisions' are.
 async fn queue_actuation_events(
     tx: &mut sqlx::PgConnection,
     notices: &[&ActuationNotice],
@@ -37,30 +28,9 @@ async fn queue_actuation_events(
         return Ok(());
     }
     let instances: Vec<Uuid> = notices.iter().map(|n| n.instance).collect();
-    let subscriptions: Vec<(Uuid, Uuid, serde_json::Value)> = sqlx::query_as(
-        "SELECT i.id, w.id, w.events FROM instances i JOIN webhooks w ON w.user_id = i.user_id
-         WHERE i.id = ANY($1)",
-    )
-    .bind(&instances)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut rows: OutboxColumns = Default::default();
-    for n in notices {
-        for (instance, webhook, events) in &subscriptions {
-            let wants = events
-                .as_array()
-                .is_some_and(|list| list.iter().any(|e| e.as_str() == Some(n.kind.as_str())));
-            if *instance == n.instance && wants {
-                rows.0.push(Uuid::now_v7());
-                rows.1.push(*webhook);
-                rows.2.push(n.actuation);
-                rows.3.push(n.kind.event_type());
-                rows.4.push(&n.payload);
-                rows.5.push(n.at);
-            }
-        }
-    }
-    if rows.0.is_empty() {
+    let subscribers = subscribers(tx, &instances).await?;
+    let rows = fan_out(notices, &subscribers);
+    if rows.is_empty() {
         return Ok(());
     }
     sqlx::query(
@@ -70,12 +40,20 @@ async fn queue_actuation_events(
          FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[])
               AS u(id, webhook, actuation, t, p, at)",
     )
-    .bind(&rows.0)
-    .bind(&rows.1)
-    .bind(&rows.2)
-    .bind(&rows.3)
-    .bind(&rows.4)
-    .bind(&rows.5)
+    .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.webhook).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.event.actuation).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.event.kind.event_type())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.event.payload.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| r.event.at).collect::<Vec<_>>())
     .execute(tx)
     .await?;
     Ok(())

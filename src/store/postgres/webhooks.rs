@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::PostgresStore;
-use crate::events::{DecisionEvent, fan_out};
+use crate::events::{DecisionEvent, Subscriber, fan_out};
 use crate::model::{DeliveryAttempt, DueEvent, NewWebhook, Webhook, WebhookDelivery};
 use crate::store::row::{self, DeliveryRow, DueRow, SubscriberRow, WebhookRow};
 use crate::store::{StoreResult, WebhookOutbox, Webhooks};
@@ -14,6 +14,22 @@ use crate::store::{StoreResult, WebhookOutbox, Webhooks};
 /// caller's transaction: the subscribers are read (and held: `FOR KEY SHARE` keeps a
 /// webhook from being deleted before the insert refers to it), [`fan_out`] makes
 /// the rows, one INSERT writes them.
+/// The webhooks of the owners of `instances`, each held (`FOR KEY SHARE`) so it
+/// cannot be deleted before an event row refers to it.
+pub(super) async fn subscribers(
+    tx: &mut sqlx::PgConnection,
+    instances: &[Uuid],
+) -> StoreResult<Vec<Subscriber>> {
+    let rows: Vec<SubscriberRow> = sqlx::query_as(
+        "SELECT i.id, w.id, w.events FROM instances i JOIN webhooks w ON w.user_id = i.user_id
+         WHERE i.id = ANY($1) FOR KEY SHARE OF w",
+    )
+    .bind(instances)
+    .fetch_all(tx)
+    .await?;
+    Ok(rows.into_iter().map(row::subscriber).collect())
+}
+
 pub(super) async fn queue_decision_events(
     tx: &mut sqlx::PgConnection,
     events: &[&DecisionEvent],
@@ -22,14 +38,7 @@ pub(super) async fn queue_decision_events(
         return Ok(());
     }
     let instances: Vec<Uuid> = events.iter().map(|e| e.instance).collect();
-    let subscribers: Vec<SubscriberRow> = sqlx::query_as(
-        "SELECT i.id, w.id, w.events FROM instances i JOIN webhooks w ON w.user_id = i.user_id
-         WHERE i.id = ANY($1) FOR KEY SHARE OF w",
-    )
-    .bind(&instances)
-    .fetch_all(&mut *tx)
-    .await?;
-    let subscribers: Vec<_> = subscribers.into_iter().map(row::subscriber).collect();
+    let subscribers = subscribers(tx, &instances).await?;
     let rows = fan_out(events, &subscribers);
     if rows.is_empty() {
         return Ok(());

@@ -6,9 +6,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::webhooks::subscribers;
 use super::{SqliteStore, micros};
 use crate::actuate::reconcile::ActuationRecord;
 use crate::actuate::{Progress, TargetSpec, TargetState, Update};
+use crate::events::fan_out;
 use crate::scaling::record::TargetLevel;
 use crate::store::targets::{
     ActuationNotice, ActuationRow, DueRow, DueTarget, ScaleTarget, TargetRow, Targets, cooldowns,
@@ -16,40 +18,42 @@ use crate::store::targets::{
 };
 use crate::store::{StoreError, StoreResult};
 
-/// Inserts the webhook events of `notices` whose history line landed, one per
-/// subscribed webhook of the instance's owner, each with its own time-ordered id.
+/// Inserts the webhook events of `notices` whose history line landed: one per
+/// subscribed webhook of the instance's owner ([`fan_out`]), as decisions' are.
 async fn queue_actuation_events(
     tx: &mut sqlx::SqliteConnection,
     notices: &[&ActuationNotice],
 ) -> StoreResult<()> {
-    for n in notices {
-        let webhooks: Vec<(String, String)> = sqlx::query_as(
-            "SELECT w.id, w.events FROM instances i JOIN webhooks w ON w.user_id = i.user_id
-             WHERE i.id = ?1",
-        )
-        .bind(n.instance.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        for (webhook, events) in webhooks {
-            let events: Vec<String> = serde_json::from_str(&events).unwrap_or_default();
-            if !events.iter().any(|e| e == n.kind.as_str()) {
-                continue;
-            }
-            sqlx::query(
-                "INSERT INTO webhook_events (id, webhook, actuation, event_type, payload,
-                        next_attempt_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            )
-            .bind(Uuid::now_v7().to_string())
-            .bind(webhook)
-            .bind(n.actuation.to_string())
-            .bind(n.kind.event_type())
-            .bind(&n.payload)
-            .bind(micros(n.at))
-            .execute(&mut *tx)
-            .await?;
-        }
+    if notices.is_empty() {
+        return Ok(());
     }
+    let instances: Vec<Uuid> = notices.iter().map(|n| n.instance).collect();
+    let subscribers = subscribers(tx, &instances).await?;
+    let rows: Vec<serde_json::Value> = fan_out(notices, &subscribers)
+        .iter()
+        .map(|r| {
+            serde_json::json!([
+                r.id.to_string(),
+                r.webhook.to_string(),
+                r.event.actuation.to_string(),
+                r.event.kind.event_type(),
+                r.event.payload,
+                micros(r.event.at)
+            ])
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO webhook_events (id, webhook, actuation, event_type, payload,
+                next_attempt_at, created_at)
+         SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>5
+         FROM json_each(?1)",
+    )
+    .bind(serde_json::Value::Array(rows).to_string())
+    .execute(tx)
+    .await?;
     Ok(())
 }
 

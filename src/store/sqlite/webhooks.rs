@@ -6,7 +6,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{SqliteStore, convert, decode_error, micros};
-use crate::events::{DecisionEvent, fan_out};
+use crate::events::{DecisionEvent, Subscriber, fan_out};
 use crate::model::{DeliveryAttempt, DueEvent, NewWebhook, Webhook, WebhookDelivery};
 use crate::store::row::{self, DeliveryRow, DueRow, SubscriberRow, WebhookRow};
 use crate::store::{StoreResult, WebhookOutbox, Webhooks};
@@ -15,6 +15,22 @@ use crate::store::{StoreResult, WebhookOutbox, Webhooks};
 /// caller's transaction (which holds SQLite's write lock, so no webhook goes
 /// meanwhile): the subscribers are read, [`fan_out`] makes the rows, one INSERT
 /// writes them.
+/// The webhooks of the owners of `instances`.
+pub(super) async fn subscribers(
+    tx: &mut sqlx::SqliteConnection,
+    instances: &[Uuid],
+) -> StoreResult<Vec<Subscriber>> {
+    let ids: Vec<String> = instances.iter().map(Uuid::to_string).collect();
+    let rows: Vec<SubscriberRow> = sqlx::query_as(
+        "SELECT i.id, w.id, w.events FROM instances i JOIN webhooks w ON w.user_id = i.user_id
+         WHERE i.id IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(serde_json::to_string(&ids).map_err(decode_error)?)
+    .fetch_all(tx)
+    .await?;
+    Ok(rows.into_iter().map(row::subscriber).collect())
+}
+
 pub(super) async fn queue_decision_events(
     tx: &mut sqlx::SqliteConnection,
     events: &[&DecisionEvent],
@@ -22,15 +38,8 @@ pub(super) async fn queue_decision_events(
     if events.is_empty() {
         return Ok(());
     }
-    let instances: Vec<String> = events.iter().map(|e| e.instance.to_string()).collect();
-    let subscribers: Vec<SubscriberRow> = sqlx::query_as(
-        "SELECT i.id, w.id, w.events FROM instances i JOIN webhooks w ON w.user_id = i.user_id
-         WHERE i.id IN (SELECT value FROM json_each(?1))",
-    )
-    .bind(serde_json::to_string(&instances).map_err(decode_error)?)
-    .fetch_all(&mut *tx)
-    .await?;
-    let subscribers: Vec<_> = subscribers.into_iter().map(row::subscriber).collect();
+    let instances: Vec<Uuid> = events.iter().map(|e| e.instance).collect();
+    let subscribers = subscribers(tx, &instances).await?;
     let rows: Vec<serde_json::Value> = fan_out(events, &subscribers)
         .iter()
         .map(|r| {
